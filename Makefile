@@ -1,0 +1,30 @@
+# The two commands a newcomer types: `make run` and `make test`.
+.DEFAULT_GOAL := help
+STACK := scripts/stack.sh
+IN_STACK := $(STACK) exec
+
+.PHONY: help setup run test lint typecheck pytest stop status migrate
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup:  ## Install what is missing and start PostgreSQL and Redis
+	@$(STACK) up
+
+run: setup  ## Set up, migrate, create the demo project, serve web + worker + beat
+	@$(IN_STACK) python scripts/run.py
+
+test: setup  ## Set up and run the whole suite: ruff, mypy, pytest
+	@$(IN_STACK) scripts/check.sh
+
+lint:  ## ruff only
+	@$(IN_STACK) ruff check . && $(IN_STACK) ruff format --check .
+
+migrate: setup  ## Apply migrations to the local database
+	@$(IN_STACK) python manage.py migrate
+
+status:  ## State of the local PostgreSQL and Redis
+	@$(STACK) status
+
+stop:  ## Stop the local PostgreSQL and Redis
+	@$(STACK) stop

@@ -1,0 +1,8 @@
+"""App configuration of the core domain."""
+
+from django.apps import AppConfig
+
+
+class AnalyticsConfig(AppConfig):
+    name = "analytics"
+    verbose_name = "Analytics"

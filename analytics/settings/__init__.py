@@ -1,0 +1,1 @@
+"""Settings package: `base` holds everything, the other modules adjust it per environment."""

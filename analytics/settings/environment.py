@@ -1,0 +1,67 @@
+"""The one place where settings read the process environment.
+
+Every variable a deployment may set is declared in `VARIABLES` with its meaning; reading
+an undeclared name is an error, so the list below is always the whole truth (the
+docker-compose test checks that compose sets nothing outside it).
+"""
+
+import os
+
+VARIABLES: dict[str, str] = {
+    "DJANGO_SETTINGS_MODULE": "settings module: analytics.settings.{local,test,staging,production}",
+    "SECRET_KEY": "Django's signing key; required in staging and production",
+    "DEBUG": "1 to show tracebacks (local only)",
+    "ALLOWED_HOSTS": "comma-separated host names the web server answers to",
+    "CSRF_TRUSTED_ORIGINS": "comma-separated origins (scheme://host) trusted for form posts",
+    "DATABASE_URL": "postgres://user:password@host:port/name of PostgreSQL with TimescaleDB and pgvector",
+    "DATABASE_CONNECT_TIMEOUT": "seconds to wait for a PostgreSQL connection",
+    "DATABASE_CONN_MAX_AGE": "seconds a web process keeps its PostgreSQL connection",
+    "CELERY_BROKER_URL": "redis://host:port/db of the Celery broker",
+    "REDIS_URL": "redis://host:port/db of the cache (heartbeats, rate limits); defaults to the broker",
+    "REDIS_TIMEOUT": "seconds before a Redis call gives up",
+    "CELERY_WORKER_STALE_AFTER": "seconds after which a silent Celery worker makes /healthz fail",
+    "LOG_LEVEL": "level of the platform's own loggers",
+    "SECURE_SSL_REDIRECT": "1 to redirect HTTP to HTTPS in production (off behind a TLS proxy that does it)",
+    "STATIC_ROOT": "folder collectstatic writes to",
+}
+
+
+def _read(name: str, default: str) -> str:
+    if name not in VARIABLES:
+        raise KeyError(f"{name} is not declared in analytics.settings.environment.VARIABLES")
+    return os.environ.get(name, default)
+
+
+def env_str(name: str, default: str = "") -> str:
+    """Return the variable as a string, or `default` when it is unset."""
+    return _read(name, default)
+
+
+def env_required(name: str) -> str:
+    """Return the variable, failing loudly at start-up when it is unset or empty."""
+    value = _read(name, "")
+    if not value:
+        raise RuntimeError(f"the environment variable {name} must be set ({VARIABLES[name]})")
+    return value
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    """Return the variable read as a boolean (1/true/yes/on are true)."""
+    raw = _read(name, "1" if default else "0")
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    """Return the variable as an integer, naming it when it is not one."""
+    raw = _read(name, str(default))
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise RuntimeError(
+            f"the environment variable {name} must be an integer, not {raw!r}"
+        ) from exc
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    """Return the variable split on commas, blanks dropped."""
+    return [part.strip() for part in _read(name, default).split(",") if part.strip()]

@@ -1,0 +1,22 @@
+"""URL configuration of the whole project."""
+
+from django.contrib import admin
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from analytics.api import HealthView, ProjectView
+
+urlpatterns = [
+    path("healthz", HealthView.as_view(), name="healthz"),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/v1/project", ProjectView.as_view(), name="api-project"),
+    path("api/v1/projects/<slug:slug>", ProjectView.as_view(), name="api-project-detail"),
+]
+
+
+handler400 = "analytics.error_views.bad_request"
+handler403 = "analytics.error_views.permission_denied"
+handler404 = "analytics.error_views.page_not_found"
+handler500 = "analytics.error_views.server_error"

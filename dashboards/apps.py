@@ -1,0 +1,7 @@
+"""App configuration of dashboards."""
+
+from django.apps import AppConfig
+
+
+class DashboardsConfig(AppConfig):
+    name = "dashboards"

@@ -1,0 +1,1 @@
+"""Items, the PyTorch encoder, embedding tasks and similarity search."""

@@ -1,0 +1,7 @@
+"""App configuration of ingestion."""
+
+from django.apps import AppConfig
+
+
+class IngestionConfig(AppConfig):
+    name = "ingestion"

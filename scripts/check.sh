@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole suite, in the order that fails fastest: lint, format, types, tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "==> ruff"
+ruff check .
+ruff format --check .
+echo "==> mypy"
+mypy .
+echo "==> pytest"
+exec pytest "$@"

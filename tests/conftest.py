@@ -1,0 +1,95 @@
+"""Fixtures shared by every test: projects, API keys, clients and a real Celery worker."""
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from analytics.models import Project
+from analytics.services import IssuedKey, create_api_key
+from tests.helpers import worker_environment
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def project(db: None) -> Project:
+    return Project.objects.create(slug="acme", name="Acme")
+
+
+@pytest.fixture
+def other_project(db: None) -> Project:
+    return Project.objects.create(slug="globex", name="Globex")
+
+
+@pytest.fixture
+def make_key() -> Callable[..., IssuedKey]:
+    def make(project: Project, scopes: tuple[str, ...] = ("read", "write")) -> IssuedKey:
+        return create_api_key(project=project, name="test key", scopes=list(scopes))
+
+    return make
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(
+    django_db_setup: None,
+    django_db_blocker: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a real Celery worker on the test database and Redis; stop it afterwards."""
+    log = tmp_path_factory.mktemp("celery") / "worker.log"
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        env = worker_environment()
+    cache.delete("celery:worker-heartbeat")
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "analytics",
+                "worker",
+                "-Q",
+                "default,embeddings",
+                "--concurrency",
+                "2",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while cache.get("celery:worker-heartbeat") is None:
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"the Celery worker did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    yield process
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def pytest_report_header() -> str:
+    return (
+        f"database: {settings.DATABASES['default']['HOST']}:{settings.DATABASES['default']['PORT']}"
+    )
