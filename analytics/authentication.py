@@ -83,3 +83,22 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignor
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
         return {"type": "http", "scheme": "bearer", "description": "Project API key"}
+
+
+class TokenApiKeyAuthentication(ApiKeyAuthentication):
+    """The same keys as `Authorization: Token <key>`, as InfluxDB clients and Telegraf send."""
+
+    keyword = "Token"
+
+
+class TokenApiKeyAuthenticationScheme(ApiKeyAuthenticationScheme):  # type: ignore[no-untyped-call]
+    target_class = "analytics.authentication.TokenApiKeyAuthentication"
+    name = "InfluxToken"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "Project API key as 'Token <key>' (InfluxDB v2 clients)",
+        }

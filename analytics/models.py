@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 
 
@@ -75,3 +76,38 @@ class ApiKey(models.Model):
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
+
+
+class Series(models.Model):
+    """One time series: a metric with a tag set (and optionally the item it is about).
+
+    The points hypertable stores only `series_id`, as Prometheus-style stores do, so
+    rollups stay narrow and tag filters resolve to ids once.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="series")
+    metric = models.CharField(max_length=200)
+    tags = models.JSONField(default=dict)
+    # NULL, not "", means "about no item": the ingest path writes NULL for events
+    # without an item, and the unique constraint treats NULLs as equal.
+    item = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "series"
+        constraints = [
+            # NULLS NOT DISTINCT: a series without an item is still unique.
+            models.UniqueConstraint(
+                fields=["project", "metric", "tags", "item"],
+                name="series_unique_identity",
+                nulls_distinct=False,
+            )
+        ]
+        indexes = [
+            GinIndex(fields=["tags"], name="series_tags_gin", opclasses=["jsonb_path_ops"]),
+            models.Index(fields=["project", "item"], name="series_project_item"),
+        ]
+
+    def __str__(self) -> str:
+        tags = ",".join(f"{k}={v}" for k, v in sorted(self.tags.items()))
+        return f"{self.metric}{{{tags}}}"

@@ -1,7 +1,7 @@
 """URL configuration of the whole project."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from analytics.api import HealthView, ProjectView
@@ -11,6 +11,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("", include("ingestion.urls")),
     path("api/v1/project", ProjectView.as_view(), name="api-project"),
     path("api/v1/projects/<slug:slug>", ProjectView.as_view(), name="api-project-detail"),
 ]

@@ -111,8 +111,23 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_BEAT_SCHEDULE = {
     # Often enough that /healthz notices a dead worker within a minute or two.
     "worker-heartbeat": {"task": "analytics.worker_heartbeat", "schedule": 30.0},
+    # Receipts live 24 h; hourly purging keeps the table at about a day of batches.
+    "purge-ingest-receipts": {"task": "ingestion.purge_expired_receipts", "schedule": 3600.0},
 }
 CELERY_WORKER_STALE_AFTER = env_int("CELERY_WORKER_STALE_AFTER", 120)
+
+# --- Ingestion limits ---------------------------------------------------------------------
+
+INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 20 * 1024 * 1024)
+INGEST_MAX_DECOMPRESSED_BYTES = env_int("INGEST_MAX_DECOMPRESSED_BYTES", 100 * 1024 * 1024)
+INGEST_MAX_EVENTS = env_int("INGEST_MAX_EVENTS", 50_000)
+INGEST_MAX_SERIES_PER_PROJECT = env_int("INGEST_MAX_SERIES_PER_PROJECT", 100_000)
+INGEST_MAX_FUTURE_SECONDS = env_int("INGEST_MAX_FUTURE_SECONDS", 3600)
+INGEST_RATE_LIMIT_REQUESTS = env_int("INGEST_RATE_LIMIT_REQUESTS", 200)
+INGEST_RATE_LIMIT_EVENTS = env_int("INGEST_RATE_LIMIT_EVENTS", 1_000_000)
+# Idempotency-Key receipts are kept this long (a retry after that is a new batch).
+INGEST_RECEIPT_TTL_HOURS = 24
+RETENTION_RAW_DAYS = env_int("RETENTION_RAW_DAYS", 90)
 
 # --- HTTP API ------------------------------------------------------------------------------
 

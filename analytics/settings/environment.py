@@ -23,6 +23,14 @@ VARIABLES: dict[str, str] = {
     "LOG_LEVEL": "level of the platform's own loggers",
     "SECURE_SSL_REDIRECT": "1 to redirect HTTP to HTTPS in production (off behind a TLS proxy that does it)",
     "STATIC_ROOT": "folder collectstatic writes to",
+    "INGEST_MAX_BODY_BYTES": "largest request body accepted by ingestion, as sent (compressed or not)",
+    "INGEST_MAX_DECOMPRESSED_BYTES": "largest body after gzip decompression",
+    "INGEST_MAX_EVENTS": "most events (or line-protocol fields) in one request",
+    "INGEST_MAX_SERIES_PER_PROJECT": "series cardinality limit of a project",
+    "INGEST_MAX_FUTURE_SECONDS": "how far ahead of the receipt time an event may be",
+    "INGEST_RATE_LIMIT_REQUESTS": "ingest requests per second allowed per API key (0: no limit)",
+    "INGEST_RATE_LIMIT_EVENTS": "events per second allowed per API key (0: no limit)",
+    "RETENTION_RAW_DAYS": "days raw points are kept; older events are refused at ingest",
 }
 
 

@@ -1,4 +1,4 @@
-"""Writes of the core domain: projects, memberships and API keys."""
+"""Writes of tenants and credentials: projects, memberships and API keys."""
 
 import hashlib
 import secrets

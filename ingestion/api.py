@@ -1,0 +1,280 @@
+"""Ingestion endpoints: JSON/NDJSON events and the InfluxDB v2 write API.
+
+These are hot paths, so they read the raw body themselves instead of DRF's parsers,
+but keep DRF's authentication, permissions and schema.
+"""
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, OperationalError
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from analytics.api_errors import error_body
+from analytics.authentication import ApiKeyAuthentication, TokenApiKeyAuthentication
+from analytics.permissions import WriteScope, request_project
+from ingestion.body import read_body
+from ingestion.errors import IngestRefused
+from ingestion.line_protocol import PRECISION_DIVISORS
+from ingestion.parsers import (
+    JSON_TYPES,
+    NDJSON_TYPES,
+    parse_json,
+    parse_line_protocol,
+    parse_ndjson,
+)
+from ingestion.ratelimit import enforce_rate_limit
+from ingestion.services import ParsedBatch, request_fingerprint, store_batch
+from ingestion.validation import CONTROL_RE, TimeWindow
+
+logger = logging.getLogger(__name__)
+IDEMPOTENCY_KEY_MAX = 200
+DATABASE_RETRY_AFTER_S = 5
+
+Receipt = inline_serializer(
+    "IngestReceipt",
+    {
+        "accepted": serializers.IntegerField(),
+        "duplicates": serializers.IntegerField(),
+        "rejected": serializers.ListField(child=serializers.DictField()),
+        "rejected_count": serializers.IntegerField(),
+    },
+)
+ErrorBody = inline_serializer(
+    "IngestError",
+    {
+        "error": serializers.CharField(),
+        "detail": serializers.ListField(child=serializers.DictField()),
+    },
+)
+
+
+def _window() -> TimeWindow:
+    return TimeWindow.around(
+        timezone.now(),
+        retention_days=settings.RETENTION_RAW_DAYS,
+        max_future_seconds=settings.INGEST_MAX_FUTURE_SECONDS,
+    )
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not key or len(key) > IDEMPOTENCY_KEY_MAX or CONTROL_RE.search(key):
+        raise IngestRefused(
+            400,
+            f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} printable characters",
+            [{"field": "Idempotency-Key", "error": "invalid"}],
+        )
+    return key
+
+
+def _media_type(request: Request) -> str:
+    return (request.content_type or "").split(";")[0].strip().lower()
+
+
+class _IngestView(APIView):
+    """Shared flow: rate limit, bounded body, parse, store, and errors as JSON."""
+
+    permission_classes = [WriteScope]
+
+    def parse(self, request: Request, body: bytes) -> ParsedBatch:
+        raise NotImplementedError
+
+    def partial(self, request: Request) -> bool:
+        return False
+
+    def success(self, body: dict[str, Any], replayed: bool) -> Response:
+        raise NotImplementedError
+
+    def refused(self, exc: IngestRefused) -> Response:
+        response = Response({**error_body(exc.error, exc.detail), **exc.extra}, status=exc.status)
+        for name, value in exc.headers.items():
+            response[name] = value
+        return response
+
+    def post(self, request: Request) -> Response:
+        project = request_project(request)
+        api_key = request.auth
+        try:
+            enforce_rate_limit(key_prefix=getattr(api_key, "prefix", "session"))
+            body = read_body(
+                request._request,
+                max_bytes=settings.INGEST_MAX_BODY_BYTES,
+                max_decompressed=settings.INGEST_MAX_DECOMPRESSED_BYTES,
+            )
+            key = _idempotency_key(request)
+            batch = self.parse(request, body)
+            enforce_rate_limit(
+                key_prefix=getattr(api_key, "prefix", "session"), events=len(batch.points)
+            )
+            receipt = store_batch(
+                project=project,
+                batch=batch,
+                partial=self.partial(request),
+                idempotency_key=key,
+                fingerprint=request_fingerprint(
+                    request.path, _media_type(request), str(self.partial(request)), body
+                ),
+            )
+        except IngestRefused as exc:
+            return self.refused(exc)
+        except OperationalError as exc:
+            # The database is unreachable or restarting: nothing was acknowledged, so the
+            # client should retry, and the answer says when.
+            logger.warning("ingest refused, database unavailable: %s", exc)
+            return self.refused(
+                IngestRefused(
+                    503,
+                    "the database is unavailable; nothing was written, retry later",
+                    headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+                )
+            )
+        except DatabaseError:
+            logger.exception("ingest failed in the database for project %s", project.pk)
+            raise
+        return self.success(receipt.body, receipt.replayed)
+
+
+class EventsView(_IngestView):
+    """Ingest metric events: a JSON array (or `{"events": [...]}`) or NDJSON."""
+
+    @extend_schema(
+        request={"application/json": OpenApiTypes.OBJECT, "application/x-ndjson": OpenApiTypes.STR},
+        parameters=[
+            OpenApiParameter(
+                "partial", OpenApiTypes.BOOL, description="store valid events, report the rest"
+            ),
+            OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER),
+        ],
+        responses={
+            200: Receipt,
+            400: ErrorBody,
+            401: ErrorBody,
+            403: ErrorBody,
+            413: ErrorBody,
+            415: ErrorBody,
+            422: ErrorBody,
+            429: ErrorBody,
+            503: ErrorBody,
+        },
+        examples=[
+            OpenApiExample(
+                "events",
+                value=[
+                    {
+                        "metric": "checkout.latency_ms",
+                        "value": 12.5,
+                        "time": "2026-11-20T10:00:00Z",
+                        "tags": {"region": "eu"},
+                        "item": "sku-123",
+                        "id": "evt-1",
+                    }
+                ],
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        return super().post(request)
+
+    def partial(self, request: Request) -> bool:
+        return request.query_params.get("partial", "").lower() in {"1", "true", "yes"}
+
+    def parse(self, request: Request, body: bytes) -> ParsedBatch:
+        media_type = _media_type(request)
+        if media_type in JSON_TYPES:
+            return parse_json(body, window=_window(), max_events=settings.INGEST_MAX_EVENTS)
+        if media_type in NDJSON_TYPES:
+            return parse_ndjson(body, window=_window(), max_events=settings.INGEST_MAX_EVENTS)
+        allowed = ", ".join(sorted(JSON_TYPES | NDJSON_TYPES))
+        raise IngestRefused(
+            415, f"Content-Type {media_type or '(none)'!r} is not supported; use {allowed}"
+        )
+
+    def success(self, body: dict[str, Any], replayed: bool) -> Response:
+        response = Response(body, status=200)
+        if replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+
+# InfluxDB answers errors as {"code": ..., "message": ...}; its clients read those.
+_INFLUX_CODES = {
+    400: "invalid",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not found",
+    413: "request too large",
+    415: "invalid",
+    422: "unprocessable entity",
+    429: "too many requests",
+    503: "unavailable",
+}
+
+
+class InfluxWriteView(_IngestView):
+    """InfluxDB v2 write API (line protocol), for Telegraf and the InfluxDB client libraries."""
+
+    authentication_classes = [TokenApiKeyAuthentication, ApiKeyAuthentication]
+
+    @extend_schema(
+        request={"text/plain": OpenApiTypes.STR},
+        parameters=[
+            OpenApiParameter("precision", OpenApiTypes.STR, enum=sorted(PRECISION_DIVISORS)),
+            OpenApiParameter("org", OpenApiTypes.STR, description="accepted and ignored"),
+            OpenApiParameter("bucket", OpenApiTypes.STR, description="accepted and ignored"),
+        ],
+        responses={
+            204: None,
+            400: ErrorBody,
+            401: ErrorBody,
+            403: ErrorBody,
+            413: ErrorBody,
+            422: ErrorBody,
+            429: ErrorBody,
+            503: ErrorBody,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        return super().post(request)
+
+    def parse(self, request: Request, body: bytes) -> ParsedBatch:
+        precision = request.query_params.get("precision", "ns")
+        if precision not in PRECISION_DIVISORS:
+            raise IngestRefused(
+                400,
+                f"precision: {precision!r} is not one of ns, us, ms, s",
+                [{"field": "precision", "error": "must be one of ns, us, ms, s"}],
+            )
+        batch = parse_line_protocol(
+            body, precision=precision, window=_window(), max_events=settings.INGEST_MAX_EVENTS
+        )
+        if batch.errors:
+            first = min(batch.errors, key=lambda error: error["line"])
+            raise IngestRefused(
+                400,
+                f"line {first['line']}: {first['error']}; nothing was written",
+                batch.errors[:100],
+                extra={"line": first["line"]},
+            )
+        return batch
+
+    def success(self, body: dict[str, Any], replayed: bool) -> Response:
+        return Response(status=204)
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        data = getattr(response, "data", None)
+        if response.status_code >= 400 and isinstance(data, dict) and "error" in data:
+            data.setdefault("code", _INFLUX_CODES.get(response.status_code, "internal error"))
+            data.setdefault("message", data["error"])
+        return response

@@ -1,0 +1,54 @@
+"""Read a request body within limits, gunzipping it when it says so (no gzip bombs)."""
+
+import zlib
+
+from django.http import HttpRequest
+
+from ingestion.errors import IngestRefused
+
+_READ_CHUNK = 1 << 20
+
+
+def read_body(request: HttpRequest, *, max_bytes: int, max_decompressed: int) -> bytes:
+    """Return the body, decompressed, or raise 413/415/400 naming the limit or encoding."""
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise IngestRefused(
+            413, f"request body of {declared} bytes exceeds the limit of {max_bytes} bytes"
+        )
+    raw = _read_limited(request, max_bytes)
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return raw
+    if encoding != "gzip":
+        raise IngestRefused(
+            415, f"Content-Encoding {encoding!r} is not supported (use gzip or none)"
+        )
+    return _gunzip(raw, max_decompressed)
+
+
+def _read_limited(request: HttpRequest, max_bytes: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = request.read(_READ_CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > max_bytes:
+            raise IngestRefused(413, f"request body exceeds the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+
+
+def _gunzip(raw: bytes, max_decompressed: int) -> bytes:
+    """Decompress at most `max_decompressed` bytes; the rest is never inflated."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        data = inflater.decompress(raw, max_decompressed + 1)
+    except zlib.error as exc:
+        raise IngestRefused(400, f"body is not valid gzip: {exc}") from exc
+    if len(data) > max_decompressed or inflater.unconsumed_tail:
+        raise IngestRefused(413, f"decompressed body exceeds the limit of {max_decompressed} bytes")
+    if not inflater.eof:
+        raise IngestRefused(400, "body is not valid gzip: the stream is truncated")
+    return data

@@ -1,0 +1,2 @@
+-- Drop the points hypertable (and with it every chunk).
+DROP TABLE points;
