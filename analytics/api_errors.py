@@ -1,10 +1,15 @@
 """JSON errors for the API: `{"error": "...", "detail": [...]}` naming what was wrong."""
 
+import logging
 from typing import Any
 
+from django.db import OperationalError
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
+DATABASE_RETRY_AFTER_S = 5
 
 
 def error_body(error: str, detail: list[Any] | None = None) -> dict[str, Any]:
@@ -31,7 +36,18 @@ def _flatten(data: Any, path: str = "") -> list[dict[str, str]]:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """Render every API error in the platform's shape."""
+    """Render every API error in the platform's shape.
+
+    An unreachable or restarting database is a 503 with Retry-After, never a 500:
+    nothing was acknowledged, and the client should simply retry.
+    """
+    if isinstance(exc, OperationalError):
+        logger.warning("database unavailable: %s", str(exc).strip())
+        return Response(
+            error_body("the database is unavailable; nothing was written, retry later"),
+            status=503,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+        )
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

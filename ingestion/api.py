@@ -4,11 +4,9 @@ These are hot paths, so they read the raw body themselves instead of DRF's parse
 but keep DRF's authentication, permissions and schema.
 """
 
-import logging
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, OperationalError
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
@@ -34,9 +32,7 @@ from ingestion.ratelimit import enforce_rate_limit
 from ingestion.services import ParsedBatch, request_fingerprint, store_batch
 from ingestion.validation import CONTROL_RE, TimeWindow
 
-logger = logging.getLogger(__name__)
 IDEMPOTENCY_KEY_MAX = 200
-DATABASE_RETRY_AFTER_S = 5
 
 Receipt = inline_serializer(
     "IngestReceipt",
@@ -127,20 +123,6 @@ class _IngestView(APIView):
             )
         except IngestRefused as exc:
             return self.refused(exc)
-        except OperationalError as exc:
-            # The database is unreachable or restarting: nothing was acknowledged, so the
-            # client should retry, and the answer says when.
-            logger.warning("ingest refused, database unavailable: %s", exc)
-            return self.refused(
-                IngestRefused(
-                    503,
-                    "the database is unavailable; nothing was written, retry later",
-                    headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
-                )
-            )
-        except DatabaseError:
-            logger.exception("ingest failed in the database for project %s", project.pk)
-            raise
         return self.success(receipt.body, receipt.replayed)
 
 

@@ -1,7 +1,6 @@
 """Store a parsed batch: all-or-nothing or partial, with Idempotency-Key receipts."""
 
 import hashlib
-import zlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -10,13 +9,13 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from analytics.locks import advisory_xact_lock
 from analytics.models import Project
 from analytics.services.points import CleanPoint, SeriesLimitExceeded, ingest_points
 from ingestion.errors import IngestRefused
 from ingestion.models import IngestReceipt
 
 MAX_ERRORS_SHOWN = 100
-RECEIPT_LOCK_NAMESPACE = 7302
 
 
 @dataclass
@@ -53,11 +52,8 @@ def _ordered(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _previous_receipt(project: Project, key: str, fingerprint: str) -> Receipt | None:
     # Serialise retries of the same key: the second waits for the first to commit.
-    lock_key = zlib.crc32(key.encode())
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_advisory_xact_lock(%s, %s)", [RECEIPT_LOCK_NAMESPACE, lock_key ^ project.pk]
-        )
+        advisory_xact_lock(cursor, "ingest-receipt", project.pk, key)
     horizon = timezone.now() - timedelta(hours=settings.INGEST_RECEIPT_TTL_HOURS)
     previous = IngestReceipt.objects.filter(
         project=project, key=key, created_at__gte=horizon

@@ -13,9 +13,16 @@ from rest_framework.test import APIClient
 
 from analytics.models import Project
 from analytics.services import IssuedKey, create_api_key
+from analytics.services.points import series_cache
 from tests.helpers import worker_environment
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _fresh_series_cache() -> None:
+    """Start every test with an empty series cache: ids of flushed tables must not leak."""
+    series_cache.clear()
 
 
 @pytest.fixture

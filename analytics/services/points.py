@@ -18,6 +18,8 @@ import psycopg
 from django.db import connection, transaction
 from psycopg.types.json import Jsonb
 
+from analytics.locks import advisory_xact_lock
+
 logger = logging.getLogger(__name__)
 
 # A series is identified by (metric, sorted tag pairs, item).
@@ -103,8 +105,6 @@ _INSERT_SERIES = """
     FROM unnest(%s::text[], %s::jsonb[], %s::text[]) AS k(metric, tags, item)
     ON CONFLICT DO NOTHING
 """
-# The two advisory-lock namespaces of the platform (the second key is the project id).
-SERIES_LOCK_NAMESPACE = 7301
 
 
 def _key_columns(keys: Sequence[SeriesKey]) -> tuple[list[str], list[Jsonb], list[str | None]]:
@@ -157,7 +157,7 @@ def resolve_series(
         return ids, frozenset()
     # Creating series is rare; serialise it per project so the limit holds under
     # concurrent batches (the lock ends with the transaction).
-    cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SERIES_LOCK_NAMESPACE, project_id])
+    advisory_xact_lock(cursor, "series-create", project_id)
     cursor.execute("SELECT count(*) FROM analytics_series WHERE project_id = %s", [project_id])
     row = cursor.fetchone()
     existing = int(row[0]) if row else 0
