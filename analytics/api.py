@@ -1,7 +1,12 @@
-"""Thin API views of the core domain: health and the project an API key acts for."""
+"""Thin API views of the core domain: health, projects, series and the series catalog."""
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from datetime import datetime
+
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -9,6 +14,9 @@ from rest_framework.views import APIView
 
 from analytics.health import platform_health
 from analytics.permissions import ReadScope, request_project
+from analytics.queries.catalog import CatalogEntry, has_metric, metric_names, tag_keys, tag_values
+from analytics.queries.series import AGGS, FILLS, series_buckets
+from analytics.series_params import format_width, parse_series_query
 
 
 class ProjectSerializer(serializers.Serializer[object]):
@@ -52,3 +60,145 @@ class ProjectView(APIView):
                 }
             ).data
         )
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+class SeriesView(APIView):
+    """Bucketed aggregates of one metric, read from the coarsest rollup tier that fits."""
+
+    permission_classes = [ReadScope]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("metric", str, required=True),
+            OpenApiParameter("agg", str, enum=list(AGGS), default="avg"),
+            OpenApiParameter(
+                "start", str, description="ISO 8601 or now-<n><s|m|h|d|w>", default="now-24h"
+            ),
+            OpenApiParameter("end", str, default="now"),
+            OpenApiParameter(
+                "bucket", str, description="auto, or a multiple of 1m: 5m, 6h, 7d", default="auto"
+            ),
+            OpenApiParameter(
+                "where", str, many=True, description="key:value, key!=value, key:in(a,b)"
+            ),
+            OpenApiParameter(
+                "group_by", str, description="a tag key; top `limit` groups plus 'other'"
+            ),
+            OpenApiParameter("limit", int, default=10),
+            OpenApiParameter("fill", str, enum=list(FILLS), default="none"),
+            OpenApiParameter("compare", str, enum=["previous_period"]),
+            OpenApiParameter("project", str, description="project slug (session users)"),
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def get(self, request: Request) -> Response:
+        project = request_project(request)
+        query = parse_series_query(request.query_params, project_id=project.pk, now=timezone.now())
+        if not has_metric(project_id=project.pk, metric=query.metric):
+            raise NotFound(f"metric {query.metric!r} not found in this project")
+        result = series_buckets(query)
+        body = {
+            "metric": result.metric,
+            "agg": result.agg,
+            "bucket": format_width(result.bucket),
+            "source": result.source,
+            "start": result.start.isoformat(),
+            "end": result.end.isoformat(),
+            "times": [_ms(moment) for moment in result.times],
+            "series": result.series,
+            "partial": {"first": result.partial_first, "last": result.partial_last},
+            "matched_series": result.matched_series,
+            "server_ms": round(result.server_ms, 2),
+        }
+        if result.compare is not None:
+            body["compare"] = result.compare
+        return Response(body)
+
+
+def _entries(entries: list[CatalogEntry]) -> list[dict[str, object]]:
+    return [{"name": entry.name, "series": entry.series} for entry in entries]
+
+
+def _limit(request: Request) -> int:
+    raw = request.query_params.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise ValidationError({"limit": ["must be an integer from 1 to 1000"]})
+    return int(raw)
+
+
+def _required(request: Request, name: str) -> str:
+    value = request.query_params.get(name, "")
+    if not value:
+        raise ValidationError({name: ["required"]})
+    return value
+
+
+class MetricCatalogView(APIView):
+    """The project's metrics, optionally containing `search`."""
+
+    permission_classes = [ReadScope]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("search", str), OpenApiParameter("limit", int, default=100)],
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def get(self, request: Request) -> Response:
+        project = request_project(request)
+        entries = metric_names(
+            project_id=project.pk,
+            search=request.query_params.get("search", ""),
+            limit=_limit(request),
+        )
+        return Response({"metrics": _entries(entries)})
+
+
+class TagKeyCatalogView(APIView):
+    """The tag keys of a metric."""
+
+    permission_classes = [ReadScope]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("metric", str, required=True)],
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def get(self, request: Request) -> Response:
+        project = request_project(request)
+        metric = _required(request, "metric")
+        if not has_metric(project_id=project.pk, metric=metric):
+            raise NotFound(f"metric {metric!r} not found in this project")
+        return Response(
+            {"metric": metric, "keys": _entries(tag_keys(project_id=project.pk, metric=metric))}
+        )
+
+
+class TagValueCatalogView(APIView):
+    """The values of one tag of a metric (dashboard variables)."""
+
+    permission_classes = [ReadScope]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("metric", str, required=True),
+            OpenApiParameter("key", str, required=True),
+            OpenApiParameter("search", str),
+            OpenApiParameter("limit", int, default=100),
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def get(self, request: Request) -> Response:
+        project = request_project(request)
+        metric, key = _required(request, "metric"), _required(request, "key")
+        if not has_metric(project_id=project.pk, metric=metric):
+            raise NotFound(f"metric {metric!r} not found in this project")
+        entries = tag_values(
+            project_id=project.pk,
+            metric=metric,
+            key=key,
+            search=request.query_params.get("search", ""),
+            limit=_limit(request),
+        )
+        return Response({"metric": metric, "key": key, "values": _entries(entries)})

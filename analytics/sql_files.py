@@ -5,7 +5,9 @@ undoes it. Each file must open with a comment saying what it does and why the OR
 cannot, so reviewers always find the reason next to the statements.
 """
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import migrations
@@ -31,3 +33,27 @@ def run_sql_file(name: str, *, directory: Path = SQL_DIR) -> migrations.RunSQL:
         else None
     )
     return migrations.RunSQL(read_sql_file(name, directory=directory), reverse_sql=reverse)
+
+
+def run_sql_file_per_edition(
+    forward: dict[str, str], *, installed: Callable[[Any], str] | None = None
+) -> migrations.RunPython:
+    """Return an operation applying the file of the database's TimescaleDB edition.
+
+    `forward` maps an edition ("apache", "timescale") to a file name. On reverse, the
+    `.reverse.sql` of the edition reported by `installed(connection)` (by default the
+    current edition) is applied, so a database that changed edition since can still
+    be migrated back.
+    """
+    from analytics.timescale import timescaledb_edition
+
+    def apply(apps: Any, schema_editor: Any) -> None:
+        edition = timescaledb_edition(using=schema_editor.connection)
+        schema_editor.execute(read_sql_file(forward[edition]))
+
+    def revert(apps: Any, schema_editor: Any) -> None:
+        edition = (installed or (lambda c: timescaledb_edition(using=c)))(schema_editor.connection)
+        name = forward[edition].removesuffix(".sql") + ".reverse.sql"
+        schema_editor.execute(read_sql_file(name))
+
+    return migrations.RunPython(apply, revert)

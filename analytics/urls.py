@@ -4,7 +4,14 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from analytics.api import HealthView, ProjectView
+from analytics.api import (
+    HealthView,
+    MetricCatalogView,
+    ProjectView,
+    SeriesView,
+    TagKeyCatalogView,
+    TagValueCatalogView,
+)
 
 urlpatterns = [
     path("healthz", HealthView.as_view(), name="healthz"),
@@ -14,6 +21,10 @@ urlpatterns = [
     path("", include("ingestion.urls")),
     path("api/v1/project", ProjectView.as_view(), name="api-project"),
     path("api/v1/projects/<slug:slug>", ProjectView.as_view(), name="api-project-detail"),
+    path("api/v1/series", SeriesView.as_view(), name="api-series"),
+    path("api/v1/catalog/metrics", MetricCatalogView.as_view(), name="catalog-metrics"),
+    path("api/v1/catalog/tag-keys", TagKeyCatalogView.as_view(), name="catalog-tag-keys"),
+    path("api/v1/catalog/tag-values", TagValueCatalogView.as_view(), name="catalog-tag-values"),
 ]
 
 

@@ -20,7 +20,7 @@ from analytics.authentication import ApiKeyAuthentication, TokenApiKeyAuthentica
 from analytics.permissions import WriteScope, request_project
 from ingestion.body import read_body
 from ingestion.errors import IngestRefused
-from ingestion.line_protocol import PRECISION_DIVISORS
+from ingestion.line_protocol import PRECISIONS
 from ingestion.parsers import (
     JSON_TYPES,
     NDJSON_TYPES,
@@ -211,7 +211,7 @@ class InfluxWriteView(_IngestView):
     @extend_schema(
         request={"text/plain": OpenApiTypes.STR},
         parameters=[
-            OpenApiParameter("precision", OpenApiTypes.STR, enum=sorted(PRECISION_DIVISORS)),
+            OpenApiParameter("precision", OpenApiTypes.STR, enum=list(PRECISIONS)),
             OpenApiParameter("org", OpenApiTypes.STR, description="accepted and ignored"),
             OpenApiParameter("bucket", OpenApiTypes.STR, description="accepted and ignored"),
         ],
@@ -231,7 +231,7 @@ class InfluxWriteView(_IngestView):
 
     def parse(self, request: Request, body: bytes) -> ParsedBatch:
         precision = request.query_params.get("precision", "ns")
-        if precision not in PRECISION_DIVISORS:
+        if precision not in PRECISIONS:
             raise IngestRefused(
                 400,
                 f"precision: {precision!r} is not one of ns, us, ms, s",

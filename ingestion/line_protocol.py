@@ -21,7 +21,10 @@ from ingestion.validation import (
     tag_set,
 )
 
-PRECISION_DIVISORS = {"ns": 1000, "us": 1, "ms": 1, "s": 1}
+PRECISIONS = ("ns", "us", "ms", "s")
+# A string field may hold newlines; a quote left open longer than this is an error on
+# its own line (parsing then goes on with the next line), which keeps parsing linear.
+MAX_STRING_LINES = 100
 _TRUE = {"t", "T", "true", "True", "TRUE"}
 _FALSE = {"f", "F", "false", "False", "FALSE"}
 # Line-protocol points have no client id: series + timestamp is their identity, as in
@@ -230,19 +233,22 @@ def parse_lines(
         stripped = line.lstrip()
         if not stripped or stripped.startswith("#"):
             continue
+        joined = 0
         while True:
             try:
                 parsed = parse_line(stripped, precision, window)
                 points.extend(parsed)
                 point_lines.extend([number] * len(parsed))
+                index += joined
             except _Unterminated as exc:
-                if index < len(lines):  # a string field may span lines
-                    stripped += "\n" + lines[index].rstrip("\r")
-                    index += 1
+                if joined < MAX_STRING_LINES and index + joined < len(lines):
+                    stripped += "\n" + lines[index + joined].rstrip("\r")
+                    joined += 1
                     continue
                 errors.append(LineError(number, str(exc)))
             except Invalid as exc:
                 errors.append(LineError(number, str(exc)))
+                index += joined
             break
         if len(points) > max_points:
             raise Invalid(f"more than {max_points} points in one request")

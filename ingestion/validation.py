@@ -171,18 +171,26 @@ def finite_number(value: Any, field: str = "value") -> float:
 
 
 def epoch_to_datetime(number: float, field: str = "time") -> datetime:
-    """Read epoch seconds, milliseconds, microseconds or nanoseconds by magnitude."""
+    """Read epoch seconds, milliseconds, microseconds or nanoseconds by magnitude.
+
+    Integers are converted exactly (a float cannot hold nanoseconds since 1970).
+    """
     magnitude = abs(number)
-    if magnitude < 1e11:
-        seconds = number
-    elif magnitude < 1e14:
-        seconds = number / 1e3
-    elif magnitude < 1e17:
-        seconds = number / 1e6
-    else:
-        seconds = number / 1e9
     try:
-        return EPOCH + timedelta(seconds=seconds)
+        if isinstance(number, int):
+            if magnitude < 1e11:
+                microseconds = number * 1_000_000
+            elif magnitude < 1e14:
+                microseconds = number * 1000
+            elif magnitude < 1e17:
+                microseconds = number
+            else:
+                microseconds = number // 1000
+            return EPOCH + timedelta(microseconds=microseconds)
+        divisor = (
+            1 if magnitude < 1e11 else 1e3 if magnitude < 1e14 else 1e6 if magnitude < 1e17 else 1e9
+        )
+        return EPOCH + timedelta(seconds=number / divisor)
     except OverflowError as exc:
         raise Invalid(f"{field}: {number} is out of range") from exc
 

@@ -111,6 +111,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_BEAT_SCHEDULE = {
     # Often enough that /healthz notices a dead worker within a minute or two.
     "worker-heartbeat": {"task": "analytics.worker_heartbeat", "schedule": 30.0},
+    # Rollups: pending minutes are read live, so this cadence only bounds how much
+    # live work a dashboard query does.
+    "refresh-rollups": {"task": "analytics.refresh_rollups", "schedule": 30.0},
+    # Chunks are a day wide, so dropping them once a day is enough.
+    "apply-retention": {"task": "analytics.apply_retention", "schedule": 86400.0},
     # Receipts live 24 h; hourly purging keeps the table at about a day of batches.
     "purge-ingest-receipts": {"task": "ingestion.purge_expired_receipts", "schedule": 3600.0},
 }
@@ -128,6 +133,10 @@ INGEST_RATE_LIMIT_EVENTS = env_int("INGEST_RATE_LIMIT_EVENTS", 1_000_000)
 # Idempotency-Key receipts are kept this long (a retry after that is a new batch).
 INGEST_RECEIPT_TTL_HOURS = 24
 RETENTION_RAW_DAYS = env_int("RETENTION_RAW_DAYS", 90)
+RETENTION_1M_DAYS = env_int("RETENTION_1M_DAYS", 180)
+RETENTION_1H_DAYS = env_int("RETENTION_1H_DAYS", 730)
+RETENTION_1D_DAYS = env_int("RETENTION_1D_DAYS", 0)
+SERIES_MAX_POINTS = env_int("SERIES_MAX_POINTS", 2000)
 
 # --- HTTP API ------------------------------------------------------------------------------
 

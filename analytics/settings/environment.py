@@ -31,6 +31,10 @@ VARIABLES: dict[str, str] = {
     "INGEST_RATE_LIMIT_REQUESTS": "ingest requests per second allowed per API key (0: no limit)",
     "INGEST_RATE_LIMIT_EVENTS": "events per second allowed per API key (0: no limit)",
     "RETENTION_RAW_DAYS": "days raw points are kept; older events are refused at ingest",
+    "RETENTION_1M_DAYS": "days 1-minute rollups are kept (0: forever)",
+    "RETENTION_1H_DAYS": "days 1-hour rollups are kept (0: forever)",
+    "RETENTION_1D_DAYS": "days 1-day rollups are kept (0: forever)",
+    "SERIES_MAX_POINTS": "most buckets one series query may return",
 }
 
 

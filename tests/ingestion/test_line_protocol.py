@@ -222,3 +222,13 @@ def test_parser_never_raises_anything_but_invalid():
     for text in ["\\", "m\\", "m,\\ v=1", 'm v="\\', "=,= =", "m v=1 -", "m  v=1", "\x00 v=1"]:
         with contextlib.suppress(Invalid):
             parse_lines(text, precision="ns", window=window, max_points=10)
+
+
+def test_unclosed_quote_costs_linear_time_and_spares_later_lines():
+    """A stray quote fails its own line only; the lines after it still parse, quickly."""
+    window = TimeWindow.around(datetime.now(UTC), retention_days=90, max_future_seconds=3600)
+    text = 'm s="never closed\n' + "\n".join(f"m v={i}" for i in range(5000))
+    points, lines, errors = parse_lines(text, precision="ns", window=window, max_points=10_000)
+    assert [(e.line, e.error) for e in errors] == [(1, "field set: unterminated string value")]
+    assert len(points) == 5000
+    assert lines[0] == 2

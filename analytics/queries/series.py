@@ -1,0 +1,343 @@
+"""Series reads: bucketed aggregates of one metric over the coarsest rollup tier that fits.
+
+`series_buckets` answers the series API. `raw_series_buckets` computes the same answer
+with a plain time_bucket GROUP BY over the points; tests and bench/query.py compare the
+two.
+"""
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from django.db import connection
+from django.db.models import Q
+from psycopg import sql
+
+from analytics.models import Series
+from analytics.queries.tiers import TIER_WIDTHS, pending_minutes, tier_relation
+from analytics.services.rollups import installed_rollup_edition
+
+Agg = Literal["avg", "sum", "count", "min", "max"]
+Fill = Literal["none", "null", "zero", "previous"]
+AGGS: tuple[str, ...] = ("avg", "sum", "count", "min", "max")
+FILLS: tuple[str, ...] = ("none", "null", "zero", "previous")
+# time_bucket aligns buckets to this origin (a Monday), so weeks start on Mondays.
+ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)
+# The group of everything outside the top N; an object, so no tag value can collide.
+OTHER: Any = type("Other", (), {"__repr__": lambda self: "other"})()
+
+
+@dataclass(frozen=True)
+class TagFilter:
+    key: str
+    values: tuple[str, ...]
+    negate: bool = False
+
+
+@dataclass(frozen=True)
+class SeriesQuery:
+    project_id: int
+    metric: str
+    agg: Agg
+    start: datetime
+    end: datetime
+    bucket: timedelta
+    filters: tuple[TagFilter, ...] = ()
+    group_by: str | None = None
+    limit: int = 10
+    fill: Fill = "none"
+    compare: bool = False
+
+
+@dataclass
+class Partial:
+    """count/sum/min/max of one bucket, mergeable with others."""
+
+    count: int = 0
+    sum: float = 0.0
+    min: float | None = None
+    max: float | None = None
+
+    def merge(self, count: int, total: float, low: float, high: float) -> None:
+        self.count += count
+        self.sum += total
+        self.min = low if self.min is None else min(self.min, low)
+        self.max = high if self.max is None else max(self.max, high)
+
+    def value(self, agg: str) -> float | None:
+        if self.count == 0:
+            return None
+        if agg == "avg":
+            return self.sum / self.count
+        if agg == "count":
+            return float(self.count)
+        return {"sum": self.sum, "min": self.min, "max": self.max}[agg]
+
+
+@dataclass
+class SeriesResult:
+    metric: str
+    agg: str
+    bucket: timedelta
+    source: str
+    start: datetime
+    end: datetime
+    times: list[datetime]
+    series: list[dict[str, Any]]
+    partial_first: bool
+    partial_last: bool
+    compare: dict[str, Any] | None = None
+    server_ms: float = 0.0
+    matched_series: int = 0
+    groups_total: int = 0
+    queries: list[str] = field(default_factory=list)
+
+
+def align_down(moment: datetime, width: timedelta) -> datetime:
+    """Return the start of the time_bucket of `width` that holds `moment`."""
+    steps = (moment - ORIGIN) // width
+    return ORIGIN + steps * width
+
+
+def align_up(moment: datetime, width: timedelta) -> datetime:
+    start = align_down(moment, width)
+    return start if start == moment else start + width
+
+
+def tier_for(bucket: timedelta) -> str:
+    """Return the coarsest tier whose width divides `bucket`."""
+    for tier in ("1d", "1h", "1m"):
+        if bucket % TIER_WIDTHS[tier] == timedelta(0):
+            return tier
+    raise ValueError(f"bucket {bucket} is not a multiple of 1 minute")
+
+
+def matching_series(
+    *, project_id: int, metric: str, filters: Sequence[TagFilter]
+) -> list[tuple[int, dict[str, str]]]:
+    """Return (id, tags) of the metric's series that pass every tag filter."""
+    queryset = Series.objects.filter(project_id=project_id, metric=metric)
+    for tag_filter in filters:
+        condition = Q(**{f"tags__{tag_filter.key}__in": list(tag_filter.values)})
+        queryset = queryset.exclude(condition) if tag_filter.negate else queryset.filter(condition)
+    return list(queryset.order_by("id").values_list("id", "tags"))
+
+
+_BUCKETED = """{ctes}
+SELECT time_bucket(%(width)s, t.bucket) AS bucket, g.label,
+       sum(t.count)::bigint, sum(t.sum), min(t.min), max(t.max)
+FROM ({relation}) t
+JOIN unnest(%(ids)s::bigint[], %(labels)s::text[]) AS g(series_id, label) USING (series_id)
+GROUP BY 1, 2"""
+
+_RAW = """SELECT time_bucket(%(width)s, p.time) AS bucket, g.label,
+       count(*), sum(p.value), min(p.value), max(p.value)
+FROM points p
+JOIN unnest(%(ids)s::bigint[], %(labels)s::text[]) AS g(series_id, label) USING (series_id)
+WHERE p.series_id = ANY(%(ids)s) AND p.time >= %(lo)s AND p.time < %(hi)s
+GROUP BY 1, 2"""
+
+Rows = list[tuple[datetime, str | None, int, float, float, float]]
+
+
+def _bucket_rows(
+    cursor: Any,
+    *,
+    tier: str,
+    edition: str,
+    ids: list[int],
+    labels: list[str | None],
+    lo: datetime,
+    hi: datetime,
+    width: timedelta,
+) -> Rows:
+    params: dict[str, Any] = {"ids": ids, "labels": labels, "lo": lo, "hi": hi, "width": width}
+    pending = pending_minutes(cursor, ids=ids, lo=lo, hi=hi) if edition == "apache" else None
+    ctes, relation = tier_relation(tier, edition=edition, pending=pending, params=params)
+    cursor.execute(sql.SQL(_BUCKETED).format(ctes=ctes, relation=relation), params)
+    return list(cursor.fetchall())
+
+
+def raw_bucket_rows(
+    cursor: Any,
+    *,
+    ids: list[int],
+    labels: list[str | None],
+    lo: datetime,
+    hi: datetime,
+    width: timedelta,
+) -> Rows:
+    """The same rows as the tiers give, from a GROUP BY over the raw points."""
+    params = {"ids": ids, "labels": labels, "lo": lo, "hi": hi, "width": width}
+    cursor.execute(_RAW, params)
+    return list(cursor.fetchall())
+
+
+def _group_label(tags: dict[str, str], group_by: str | None) -> str | None:
+    return tags.get(group_by) if group_by else ""
+
+
+def _rank(rows: Rows, agg: str, limit: int) -> list[str | None]:
+    """Return the labels of the top `limit` groups by `agg` over the whole range."""
+    totals: dict[str | None, Partial] = {}
+    for _, label, count, total, low, high in rows:
+        totals.setdefault(label, Partial()).merge(count, total, low, high)
+    ranked = sorted(
+        totals, key=lambda label: (-(totals[label].value(agg) or 0.0), label is None, label or "")
+    )
+    return ranked[:limit]
+
+
+def _grid(
+    rows: Rows, keep: Iterable[str | None], has_other: bool
+) -> dict[tuple[datetime, str | None], Partial]:
+    kept = set(keep)
+    grid: dict[tuple[datetime, str | None], Partial] = {}
+    for bucket, label, count, total, low, high in rows:
+        name = label if label in kept else OTHER
+        if name is OTHER and not has_other:
+            continue
+        grid.setdefault((bucket, name), Partial()).merge(count, total, low, high)
+    return grid
+
+
+def _times(
+    grid_keys: Iterable[tuple[datetime, Any]],
+    lo: datetime,
+    hi: datetime,
+    width: timedelta,
+    fill: str,
+) -> list[datetime]:
+    if fill == "none":
+        return sorted({bucket for bucket, _ in grid_keys})
+    count = int((hi - lo) / width)
+    return [lo + i * width for i in range(count)]
+
+
+def _values(
+    grid: dict[tuple[datetime, Any], Partial], times: list[datetime], name: Any, agg: str, fill: str
+) -> list[float | None]:
+    values: list[float | None] = []
+    previous: float | None = None
+    for moment in times:
+        partial = grid.get((moment, name))
+        value = partial.value(agg) if partial else None
+        if value is None:
+            value = 0.0 if fill == "zero" else previous if fill == "previous" else None
+        values.append(value)
+        if value is not None:
+            previous = value
+    return values
+
+
+def _fetch(
+    cursor: Any,
+    query: SeriesQuery,
+    *,
+    tier: str,
+    edition: str,
+    ids: list[int],
+    labels: list[str | None],
+    lo: datetime,
+    hi: datetime,
+    raw: bool,
+) -> Rows:
+    if raw:
+        return raw_bucket_rows(cursor, ids=ids, labels=labels, lo=lo, hi=hi, width=query.bucket)
+    return _bucket_rows(
+        cursor, tier=tier, edition=edition, ids=ids, labels=labels, lo=lo, hi=hi, width=query.bucket
+    )
+
+
+def series_buckets(
+    query: SeriesQuery, *, raw: bool = False, now: datetime | None = None
+) -> SeriesResult:
+    """Answer `query` from the rollups (or, with `raw`, from the points directly)."""
+    started = time.perf_counter()
+    now = now or datetime.now(UTC)
+    width = query.bucket
+    lo, hi = align_down(query.start, width), align_up(query.end, width)
+    tier = tier_for(width)
+    edition = installed_rollup_edition()
+    series = matching_series(
+        project_id=query.project_id, metric=query.metric, filters=query.filters
+    )
+    ids = [series_id for series_id, _ in series]
+    labels = [_group_label(tags, query.group_by) for _, tags in series]
+    with connection.cursor() as cursor:
+        rows = (
+            _fetch(
+                cursor,
+                query,
+                tier=tier,
+                edition=edition,
+                ids=ids,
+                labels=labels,
+                lo=lo,
+                hi=hi,
+                raw=raw,
+            )
+            if ids
+            else []
+        )
+        top = _rank(rows, query.agg, query.limit) if query.group_by else [""]
+        groups_total = len({row[1] for row in rows})
+        has_other = bool(query.group_by) and groups_total > len(top)
+        grid = _grid(rows, top, has_other)
+        times = _times(grid, lo, hi, width, query.fill)
+        names: list[Any] = [*top, *([OTHER] if has_other else [])]
+        result_series = [
+            {
+                "name": query.metric if not query.group_by else "other" if name is OTHER else name,
+                "group": {} if not query.group_by or name is OTHER else {query.group_by: name},
+                "values": _values(grid, times, name, query.agg, query.fill),
+            }
+            for name in names
+        ]
+        compare = None
+        if query.compare:
+            shift = hi - lo
+            previous_rows = (
+                _fetch(
+                    cursor,
+                    query,
+                    tier=tier,
+                    edition=edition,
+                    ids=ids,
+                    labels=labels,
+                    lo=lo - shift,
+                    hi=hi - shift,
+                    raw=raw,
+                )
+                if ids
+                else []
+            )
+            previous_grid = {
+                (bucket + shift, name): partial
+                for (bucket, name), partial in _grid(previous_rows, top, has_other).items()
+            }
+            compare = {
+                "shift_seconds": int(shift.total_seconds()),
+                "series": [
+                    {**entry, "values": _values(previous_grid, times, name, query.agg, query.fill)}
+                    for entry, name in zip(result_series, names, strict=True)
+                ],
+            }
+    return SeriesResult(
+        metric=query.metric,
+        agg=query.agg,
+        bucket=width,
+        source="raw" if raw else f"rollup_{tier}",
+        start=lo,
+        end=hi,
+        times=times,
+        series=result_series,
+        partial_first=query.start > lo,
+        partial_last=query.end < hi or hi > now,
+        compare=compare,
+        server_ms=(time.perf_counter() - started) * 1000,
+        matched_series=len(ids),
+        groups_total=groups_total,
+    )

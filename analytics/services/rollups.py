@@ -1,0 +1,358 @@
+"""Keep the 1m/1h/1d rollups fresh, apply retention, and rebuild them across editions.
+
+On the Timescale License edition the rollups are continuous aggregates and TimescaleDB
+refreshes them; `refresh_rollups` only forces a refresh. On the Apache-2 edition the
+platform refreshes them itself from the invalidation log (migrations_sql/0004):
+
+1. claim: under a lock that waits for in-flight writers, move every logged
+   (series, minute) pair to rollup_refreshing (a short transaction);
+2. process the claimed pairs in slices: recompute those minutes from the points, the
+   hours above them from rollup_1m and the days from rollup_1h, then forget the pairs,
+   each slice in one transaction.
+
+Readers treat claimed pairs as pending until their slice commits, so every committed
+state is correct. A session advisory lock lets only one refresh run at a time; a
+second one returns at once, and one killed midway leaves its claimed pairs for the
+next run.
+"""
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from psycopg import sql
+
+from analytics.locks import lock_id
+from analytics.sql_files import read_sql_file
+from analytics.timescale import Edition, timescaledb_edition
+
+logger = logging.getLogger(__name__)
+
+TIERS: tuple[tuple[str, timedelta], ...] = (
+    ("1m", timedelta(minutes=1)),
+    ("1h", timedelta(hours=1)),
+    ("1d", timedelta(days=1)),
+)
+SLICE_PAIRS = 200_000
+_REFRESH_LOCK = lock_id("rollup-refresh")
+_ROLLUP_FILES = {"apache": "0004_rollups_apache.sql", "timescale": "0004_rollups_timescale.sql"}
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    edition: Edition
+    ran: bool
+    pairs: int
+    seconds: float
+
+
+def installed_rollup_edition(*, using: BaseDatabaseWrapper | None = None) -> Edition:
+    """Return which kind of rollups exist: continuous aggregates or the platform's own."""
+    with (using or connection).cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM timescaledb_information.continuous_aggregates"
+            " WHERE view_name = 'rollup_1m')"
+        )
+        row = cursor.fetchone()
+    return "timescale" if row and row[0] else "apache"
+
+
+def _claim(cursor: Any) -> None:
+    with transaction.atomic():
+        # Waits for every transaction that logged pairs (they hold ROW EXCLUSIVE until
+        # they end), so all points behind the claimed pairs are committed.
+        cursor.execute("LOCK TABLE rollup_invalidation IN SHARE ROW EXCLUSIVE MODE")
+        cursor.execute(
+            "WITH taken AS (DELETE FROM rollup_invalidation RETURNING series_id, bucket)"
+            " INSERT INTO rollup_refreshing (series_id, bucket)"
+            " SELECT DISTINCT series_id, bucket FROM taken"
+        )
+
+
+@dataclass(frozen=True)
+class _Level:
+    """How one tier is recomputed: from which relation, with which aggregates."""
+
+    target: str
+    source: str
+    time_column: str
+    aggregates: str
+    width: timedelta
+    # Pairs are grouped by this coarser window to tell dense stretches from sparse ones.
+    window: timedelta
+
+
+_LEVELS = (
+    _Level(
+        "rollup_1m",
+        "points",
+        "time",
+        "count(*), sum(v.value), min(v.value), max(v.value)",
+        timedelta(minutes=1),
+        timedelta(hours=1),
+    ),
+    _Level(
+        "rollup_1h",
+        "rollup_1m",
+        "bucket",
+        "sum(v.count)::bigint, sum(v.sum), min(v.min), max(v.max)",
+        timedelta(hours=1),
+        timedelta(days=1),
+    ),
+    _Level(
+        "rollup_1d",
+        "rollup_1h",
+        "bucket",
+        "sum(v.count)::bigint, sum(v.sum), min(v.min), max(v.max)",
+        timedelta(days=1),
+        timedelta(days=30),
+    ),
+)
+# A window with at least this many pending pairs is recomputed with one hash join over
+# its whole time range; fewer pairs are looked up one by one through the index.
+DENSE_PAIRS_PER_WINDOW = 20
+
+# Dense stretch: aggregate the whole time range of the source first, then keep the
+# pending buckets with a hash join (cheaper than joining every raw row). The planner
+# left to itself picks merge or nested-loop joins here that read whole chunks, so
+# those are switched off for this statement's transaction.
+_DENSE = """
+    INSERT INTO fresh (bucket, series_id, count, sum, min, max)
+    SELECT a.*
+    FROM (
+        SELECT time_bucket({width}, v.{time}) AS bucket, v.series_id, {aggregates}
+        FROM {source} v
+        WHERE v.{time} >= %(lo)s AND v.{time} < %(hi)s
+        GROUP BY 1, 2
+    ) AS a(bucket, series_id, count, sum, min, max)
+    JOIN {pairs} s ON s.series_id = a.series_id AND s.bucket = a.bucket
+    WHERE s.bucket >= %(lo)s AND s.bucket < %(hi)s
+"""
+# Sparse pairs (late points scattered over weeks): one index lookup per pair.
+_SPARSE = """
+    INSERT INTO fresh (bucket, series_id, count, sum, min, max)
+    SELECT s.bucket, s.series_id, a.*
+    FROM {pairs} s
+    CROSS JOIN LATERAL (
+        SELECT {aggregates} FROM {source} v
+        WHERE v.series_id = s.series_id AND v.{time} >= s.bucket AND v.{time} < s.bucket + {width}
+    ) AS a(count, sum, min, max)
+    WHERE time_bucket({window}, s.bucket) = ANY(%(windows)s) AND a.count > 0
+"""
+_APPLY = (
+    # Pairs whose points were all deleted lose their bucket.
+    """DELETE FROM {target} r
+    USING (SELECT series_id, bucket FROM {pairs} EXCEPT SELECT series_id, bucket FROM fresh) gone
+    WHERE r.series_id = gone.series_id AND r.bucket = gone.bucket""",
+    """INSERT INTO {target} (bucket, series_id, count, sum, min, max)
+    SELECT bucket, series_id, count, sum, min, max FROM fresh
+    ON CONFLICT (series_id, bucket) DO UPDATE SET count = excluded.count, sum = excluded.sum,
+        min = excluded.min, max = excluded.max""",
+)
+
+
+def _dense_ranges(windows: list[Any], width: timedelta) -> list[tuple[Any, Any]]:
+    """Merge consecutive windows into [lo, hi) ranges so each range is one query."""
+    ranges: list[tuple[Any, Any]] = []
+    for start in sorted(windows):
+        if ranges and ranges[-1][1] == start:
+            ranges[-1] = (ranges[-1][0], start + width)
+        else:
+            ranges.append((start, start + width))
+    return ranges
+
+
+def _recompute_level(cursor: Any, level: _Level, pairs: str) -> None:
+    """Recompute `level.target` for every (series, bucket) in the temp table `pairs`."""
+    names = {
+        "pairs": sql.Identifier(pairs),
+        "source": sql.Identifier(level.source),
+        "target": sql.Identifier(level.target),
+        "time": sql.Identifier(level.time_column),
+        "aggregates": sql.SQL(level.aggregates),
+        "width": sql.Literal(level.width),
+        "window": sql.Literal(level.window),
+    }
+    cursor.execute("CREATE TEMP TABLE fresh (LIKE rollup_1m) ON COMMIT DROP")
+    cursor.execute(
+        sql.SQL("SELECT time_bucket({window}, bucket), count(*) FROM {pairs} GROUP BY 1").format(
+            **names
+        )
+    )
+    counts = cursor.fetchall()
+    dense = [w for w, n in counts if n >= DENSE_PAIRS_PER_WINDOW]
+    sparse = [w for w, n in counts if n < DENSE_PAIRS_PER_WINDOW]
+    if dense:
+        cursor.execute("SET LOCAL enable_mergejoin = off")
+        cursor.execute("SET LOCAL enable_nestloop = off")
+        for lo, hi in _dense_ranges(dense, level.window):
+            cursor.execute(sql.SQL(_DENSE).format(**names), {"lo": lo, "hi": hi})
+        cursor.execute("RESET enable_mergejoin")
+        cursor.execute("RESET enable_nestloop")
+    if sparse:
+        cursor.execute(sql.SQL(_SPARSE).format(**names), {"windows": sparse})
+    for statement in _APPLY:
+        cursor.execute(sql.SQL(statement).format(**names))
+    cursor.execute("DROP TABLE fresh")
+
+
+def _process_slice(cursor: Any) -> int:
+    """Recompute one slice of claimed pairs in all tiers; return how many pairs it held."""
+    with transaction.atomic():
+        cursor.execute(
+            "CREATE TEMP TABLE pairs_1m ON COMMIT DROP AS"
+            " SELECT DISTINCT series_id, bucket FROM ("
+            "   SELECT series_id, bucket FROM rollup_refreshing ORDER BY bucket LIMIT %s) x",
+            [SLICE_PAIRS],
+        )
+        cursor.execute("SELECT count(*) FROM pairs_1m")
+        count = int(cursor.fetchone()[0])
+        if not count:
+            cursor.execute("DROP TABLE pairs_1m")
+            return 0
+        cursor.execute("ANALYZE pairs_1m")
+        previous = "pairs_1m"
+        for level in _LEVELS:
+            if level.target != "rollup_1m":
+                pairs = f"pairs_{level.target.removeprefix('rollup_')}"
+                cursor.execute(
+                    sql.SQL(
+                        "CREATE TEMP TABLE {pairs} ON COMMIT DROP AS"
+                        " SELECT DISTINCT series_id, time_bucket({width}, bucket) AS bucket"
+                        " FROM {previous}"
+                    ).format(
+                        pairs=sql.Identifier(pairs),
+                        previous=sql.Identifier(previous),
+                        width=sql.Literal(level.width),
+                    )
+                )
+                cursor.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(pairs)))
+                previous = pairs
+            _recompute_level(cursor, level, previous)
+        cursor.execute(
+            "DELETE FROM rollup_refreshing r USING pairs_1m s"
+            " WHERE r.series_id = s.series_id AND r.bucket = s.bucket"
+        )
+        # ON COMMIT DROP does not fire when this runs inside an outer transaction.
+        cursor.execute("DROP TABLE pairs_1m, pairs_1h, pairs_1d")
+        for tier, width in TIERS:
+            cursor.execute(
+                sql.SQL(
+                    "UPDATE rollup_watermark SET refreshed_at = now(),"
+                    " watermark = greatest(watermark,"
+                    " (SELECT max(bucket) + {width} FROM {table}))"
+                    " WHERE tier = %s"
+                ).format(width=sql.Literal(width), table=sql.Identifier(f"rollup_{tier}")),
+                [tier],
+            )
+        return count
+
+
+def _refresh_apache() -> tuple[bool, int]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [_REFRESH_LOCK])
+        if not cursor.fetchone()[0]:
+            return False, 0
+        try:
+            _claim(cursor)
+            total = 0
+            while processed := _process_slice(cursor):
+                total += processed
+                logger.info("rollup refresh: %d pairs recomputed so far", total)
+            return True, total
+        finally:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [_REFRESH_LOCK])
+
+
+def _refresh_timescale(full: bool) -> None:
+    # CALL refresh_continuous_aggregate cannot run inside a transaction block.
+    with connection.cursor() as cursor:
+        for tier, _ in TIERS:
+            start = None if full else f"{settings.RETENTION_RAW_DAYS} days"
+            cursor.execute(
+                "CALL refresh_continuous_aggregate(%s, now() - %s::interval, NULL)"
+                if start
+                else "CALL refresh_continuous_aggregate(%s, NULL, NULL)",
+                [f"rollup_{tier}", start] if start else [f"rollup_{tier}"],
+            )
+
+
+def refresh_rollups(*, full: bool = False) -> RefreshResult:
+    """Bring every tier up to date with the points; safe to run twice or concurrently."""
+    started = time.perf_counter()
+    edition = installed_rollup_edition()
+    if edition == "timescale":
+        _refresh_timescale(full)
+        ran, pairs = True, 0
+    else:
+        ran, pairs = _refresh_apache()
+    result = RefreshResult(edition, ran, pairs, time.perf_counter() - started)
+    logger.info(
+        "rollup refresh (%s): ran=%s pairs=%d in %.2f s", edition, ran, pairs, result.seconds
+    )
+    return result
+
+
+def install_rollups(*, edition: Edition) -> None:
+    """Create the rollups of `edition` (the migration's forward step)."""
+    with connection.cursor() as cursor:
+        cursor.execute(read_sql_file(_ROLLUP_FILES[edition]))
+
+
+def drop_rollups() -> Edition:
+    """Drop whichever rollups exist; return which kind they were."""
+    edition = installed_rollup_edition()
+    with connection.cursor() as cursor:
+        cursor.execute(read_sql_file(_ROLLUP_FILES[edition].removesuffix(".sql") + ".reverse.sql"))
+    return edition
+
+
+def rebuild_rollups() -> tuple[Edition, Edition, RefreshResult]:
+    """Replace the rollups with those of the server's current edition and fill them."""
+    before = drop_rollups()
+    after = timescaledb_edition()
+    install_rollups(edition=after)
+    return before, after, refresh_rollups(full=True)
+
+
+RETENTION_SETTINGS = {
+    "points": "RETENTION_RAW_DAYS",
+    "rollup_1m": "RETENTION_1M_DAYS",
+    "rollup_1h": "RETENTION_1H_DAYS",
+    "rollup_1d": "RETENTION_1D_DAYS",
+}
+
+
+def apply_retention() -> dict[str, int]:
+    """Drop chunks older than each relation's horizon (0 days keeps forever).
+
+    On the Apache edition this drops chunks now (daily beat task); on the Timescale
+    License edition it installs retention policies that TimescaleDB runs itself.
+    Rollups keep their own, longer history after raw points are gone.
+    """
+    edition = installed_rollup_edition()
+    dropped: dict[str, int] = {}
+    with connection.cursor() as cursor:
+        for relation, setting in RETENTION_SETTINGS.items():
+            days = int(getattr(settings, setting))
+            if edition == "timescale":
+                cursor.execute("SELECT remove_retention_policy(%s, if_exists => true)", [relation])
+                if days > 0:
+                    cursor.execute(
+                        "SELECT add_retention_policy(%s, drop_after => %s::interval)",
+                        [relation, f"{days} days"],
+                    )
+                dropped[relation] = 0
+            elif days > 0:
+                cursor.execute(
+                    "SELECT count(*) FROM drop_chunks(%s, older_than => now() - %s::interval)",
+                    [relation, f"{days} days"],
+                )
+                dropped[relation] = int(cursor.fetchone()[0])
+    logger.info("retention applied (%s): %s", edition, dropped)
+    return dropped

@@ -1,0 +1,1 @@
+"""`import_events` and `seed_demo`."""
