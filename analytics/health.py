@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 
+from analytics.queries.rollups import rollup_status
 from analytics.timescale import timescaledb_edition
 
 HEARTBEAT_KEY = "celery:worker-heartbeat"
@@ -100,6 +101,29 @@ def _check_celery(redis_ok: bool) -> Check:
     return Check(True, detail)
 
 
+def _check_rollups(database_ok: bool) -> Check:
+    """Report the rollups; only missing ones fail (a backlog is slow, not wrong)."""
+    if not database_ok:
+        return Check(False, {"error": "database unreachable"})
+    try:
+        status = rollup_status()
+    except Exception as exc:  # missing tables after a failed migration, say
+        connection.close()
+        return Check(False, {"error": f"rollups unavailable: {str(exc).strip()}"})
+    detail: dict[str, Any] = {
+        "installed": status.installed,
+        "watermarks": {t: m.isoformat() if m else None for t, m in status.watermarks.items()},
+        "pending_minutes": status.pending_minutes,
+        "oldest_pending": status.oldest_pending.isoformat() if status.oldest_pending else None,
+    }
+    if status.installed != status.server_edition:
+        detail["warning"] = (
+            f"rollups are the {status.installed} kind on a {status.server_edition} server;"
+            " run manage.py rebuild_rollups"
+        )
+    return Check(True, detail)
+
+
 def platform_health() -> HealthReport:
     """Check PostgreSQL, its extensions, Redis and the Celery workers."""
     postgres, extensions = _check_postgres()
@@ -107,6 +131,7 @@ def platform_health() -> HealthReport:
     checks = {
         "postgres": postgres,
         "extensions": extensions,
+        "rollups": _check_rollups(postgres.ok),
         "redis": redis_check,
         "celery": _check_celery(redis_check.ok),
     }

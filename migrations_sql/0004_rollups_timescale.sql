@@ -7,8 +7,12 @@
 -- read time. They are created WITH NO DATA so migrating a large database is instant;
 -- the policies fill them. Refresh windows stay inside the raw retention horizon
 -- (RETENTION_RAW_DAYS, 90 days by default) so a refresh never erases the history of
--- points that retention already dropped; late points older than a window are picked
--- up by `manage.py refresh_rollups --full`.
+-- points that retention already dropped.
+--
+-- Real-time aggregation only covers buckets past a watermark, so a late point would
+-- stay invisible until a policy's window reached it. The platform's invalidation log
+-- (0004_rollup_invalidation) closes that gap: readers compute pending buckets live,
+-- and the platform's refresh task refreshes exactly the logged ranges.
 
 CREATE MATERIALIZED VIEW rollup_1m
 WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS

@@ -17,7 +17,6 @@ from psycopg import sql
 
 from analytics.models import Series
 from analytics.queries.tiers import TIER_WIDTHS, pending_minutes, tier_relation
-from analytics.services.rollups import installed_rollup_edition
 
 Agg = Literal["avg", "sum", "count", "min", "max"]
 Fill = Literal["none", "null", "zero", "previous"]
@@ -146,7 +145,6 @@ def _bucket_rows(
     cursor: Any,
     *,
     tier: str,
-    edition: str,
     ids: list[int],
     labels: list[str | None],
     lo: datetime,
@@ -154,8 +152,8 @@ def _bucket_rows(
     width: timedelta,
 ) -> Rows:
     params: dict[str, Any] = {"ids": ids, "labels": labels, "lo": lo, "hi": hi, "width": width}
-    pending = pending_minutes(cursor, ids=ids, lo=lo, hi=hi) if edition == "apache" else None
-    ctes, relation = tier_relation(tier, edition=edition, pending=pending, params=params)
+    pending = pending_minutes(cursor, ids=ids, lo=lo, hi=hi)
+    ctes, relation = tier_relation(tier, pending=pending, params=params)
     cursor.execute(sql.SQL(_BUCKETED).format(ctes=ctes, relation=relation), params)
     return list(cursor.fetchall())
 
@@ -237,7 +235,6 @@ def _fetch(
     query: SeriesQuery,
     *,
     tier: str,
-    edition: str,
     ids: list[int],
     labels: list[str | None],
     lo: datetime,
@@ -246,9 +243,7 @@ def _fetch(
 ) -> Rows:
     if raw:
         return raw_bucket_rows(cursor, ids=ids, labels=labels, lo=lo, hi=hi, width=query.bucket)
-    return _bucket_rows(
-        cursor, tier=tier, edition=edition, ids=ids, labels=labels, lo=lo, hi=hi, width=query.bucket
-    )
+    return _bucket_rows(cursor, tier=tier, ids=ids, labels=labels, lo=lo, hi=hi, width=query.bucket)
 
 
 def series_buckets(
@@ -260,7 +255,6 @@ def series_buckets(
     width = query.bucket
     lo, hi = align_down(query.start, width), align_up(query.end, width)
     tier = tier_for(width)
-    edition = installed_rollup_edition()
     series = matching_series(
         project_id=query.project_id, metric=query.metric, filters=query.filters
     )
@@ -272,7 +266,6 @@ def series_buckets(
                 cursor,
                 query,
                 tier=tier,
-                edition=edition,
                 ids=ids,
                 labels=labels,
                 lo=lo,
@@ -304,7 +297,6 @@ def series_buckets(
                     cursor,
                     query,
                     tier=tier,
-                    edition=edition,
                     ids=ids,
                     labels=labels,
                     lo=lo - shift,

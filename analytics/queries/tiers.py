@@ -1,10 +1,10 @@
 """SQL that reads one rollup tier as a relation, whatever the edition underneath.
 
-On the Timescale License edition a tier is its continuous aggregate (real-time
-aggregation serves buckets past its watermark). On the Apache-2 edition a tier is its
-rollup table with every pending bucket (see migrations_sql/0004) replaced by a live
-aggregate of the tier below, down to the raw points, so the answer always equals a
-GROUP BY over the points that are committed right now.
+A tier is its continuous aggregate (Timescale License edition) or its rollup table
+(Apache-2 edition), with every bucket that is pending in the invalidation log
+(migrations_sql/0004_rollup_invalidation.sql) replaced by a live aggregate of the
+tier below, down to the raw points. So the answer always equals a GROUP BY over the
+points that are committed right now, late points included, on both editions.
 """
 
 import itertools
@@ -34,7 +34,7 @@ class PendingMinutes:
 
 
 def pending_minutes(cursor: Any, *, ids: list[int], lo: datetime, hi: datetime) -> PendingMinutes:
-    """Return the pending pairs among `ids` in [lo, hi) (Apache edition only)."""
+    """Return the pending pairs among `ids` in [lo, hi)."""
     cursor.execute(
         """SELECT DISTINCT series_id, bucket FROM (
                SELECT series_id, bucket FROM rollup_invalidation
@@ -122,14 +122,14 @@ _LIVE_UPPER = """
 
 
 def tier_relation(
-    tier: str, *, edition: str, pending: PendingMinutes | None, params: dict[str, Any]
+    tier: str, *, pending: PendingMinutes | None, params: dict[str, Any]
 ) -> tuple[sql.Composable, sql.Composable]:
     """Return (WITH-clause CTEs, relation) reading `tier` for %(ids)s in [%(lo)s, %(hi)s).
 
     The relation yields (bucket, series_id, count, sum, min, max) rows of the tier.
     """
     table = sql.Identifier(f"rollup_{tier}")
-    if edition == "timescale" or pending is None or not pending.series_ids:
+    if pending is None or not pending.series_ids:
         relation = sql.SQL(
             "SELECT bucket, series_id, count, sum, min, max FROM {table}"
             " WHERE series_id = ANY(%(ids)s) AND bucket >= %(lo)s AND bucket < %(hi)s"

@@ -1,8 +1,10 @@
 """Keep the 1m/1h/1d rollups fresh, apply retention, and rebuild them across editions.
 
-On the Timescale License edition the rollups are continuous aggregates and TimescaleDB
-refreshes them; `refresh_rollups` only forces a refresh. On the Apache-2 edition the
-platform refreshes them itself from the invalidation log (migrations_sql/0004):
+Both editions share the invalidation log (migrations_sql/0004_rollup_invalidation.sql).
+On the Timescale License edition the rollups are continuous aggregates: their policies
+refresh recent windows, and `refresh_rollups` refreshes exactly the days that hold
+pending pairs (late points included). On the Apache-2 edition the platform
+materializes its own rollup tables from the log:
 
 1. claim: under a lock that waits for in-flight writers, move every logged
    (series, minute) pair to rollup_refreshing (a short transaction);
@@ -51,15 +53,31 @@ class RefreshResult:
     seconds: float
 
 
-def installed_rollup_edition(*, using: BaseDatabaseWrapper | None = None) -> Edition:
-    """Return which kind of rollups exist: continuous aggregates or the platform's own."""
-    with (using or connection).cursor() as cursor:
+_installed_cache: dict[str, tuple[float, Edition]] = {}
+INSTALLED_CACHE_SECONDS = 60.0
+
+
+def installed_rollup_edition(
+    *, using: BaseDatabaseWrapper | None = None, cached: bool = True
+) -> Edition:
+    """Return which kind of rollups exist: continuous aggregates or the platform's own.
+
+    Only `rebuild_rollups` changes it, so readers may use an answer up to a minute old.
+    """
+    database = using or connection
+    key = str(database.settings_dict.get("NAME"))
+    hit = _installed_cache.get(key)
+    if cached and hit and time.monotonic() - hit[0] < INSTALLED_CACHE_SECONDS:
+        return hit[1]
+    with database.cursor() as cursor:
         cursor.execute(
-            "SELECT EXISTS (SELECT 1 FROM timescaledb_information.continuous_aggregates"
-            " WHERE view_name = 'rollup_1m')"
+            "SELECT EXISTS (SELECT 1 FROM _timescaledb_catalog.continuous_agg"
+            " WHERE user_view_name = 'rollup_1m')"
         )
         row = cursor.fetchone()
-    return "timescale" if row and row[0] else "apache"
+    edition: Edition = "timescale" if row and row[0] else "apache"
+    _installed_cache[key] = (time.monotonic(), edition)
+    return edition
 
 
 def _claim(cursor: Any) -> None:
@@ -253,13 +271,36 @@ def _process_slice(cursor: Any) -> int:
         return count
 
 
-def _refresh_apache() -> tuple[bool, int]:
+def _refresh_continuous_aggregates(cursor: Any) -> int:
+    """Refresh the continuous aggregates over the days of the claimed pairs, then forget them."""
+    cursor.execute(
+        "SELECT time_bucket(INTERVAL '1 day', bucket) AS day, count(*)"
+        " FROM rollup_refreshing GROUP BY 1 ORDER BY 1"
+    )
+    days = cursor.fetchall()
+    for lo, hi in _dense_ranges([day for day, _ in days], timedelta(days=1)):
+        # Each CALL commits on its own (it cannot run inside a transaction block).
+        for tier, _ in TIERS:
+            cursor.execute(
+                "CALL refresh_continuous_aggregate(%s, %s::timestamptz, %s::timestamptz)",
+                [f"rollup_{tier}", lo, hi],
+            )
+        # Only a refresh (holding the refresh lock) adds rows here, so every row in the
+        # range was claimed before the CALLs above and is now materialized.
+        cursor.execute("DELETE FROM rollup_refreshing WHERE bucket >= %s AND bucket < %s", [lo, hi])
+    return sum(int(count) for _, count in days)
+
+
+def _refresh_pending(edition: Edition) -> tuple[bool, int]:
+    """Claim the invalidation log and bring every tier up to date for it."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s)", [_REFRESH_LOCK])
         if not cursor.fetchone()[0]:
             return False, 0
         try:
             _claim(cursor)
+            if edition == "timescale":
+                return True, _refresh_continuous_aggregates(cursor)
             total = 0
             while processed := _process_slice(cursor):
                 total += processed
@@ -269,28 +310,19 @@ def _refresh_apache() -> tuple[bool, int]:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [_REFRESH_LOCK])
 
 
-def _refresh_timescale(full: bool) -> None:
-    # CALL refresh_continuous_aggregate cannot run inside a transaction block.
+def _refresh_timescale_everything() -> None:
     with connection.cursor() as cursor:
         for tier, _ in TIERS:
-            start = None if full else f"{settings.RETENTION_RAW_DAYS} days"
-            cursor.execute(
-                "CALL refresh_continuous_aggregate(%s, now() - %s::interval, NULL)"
-                if start
-                else "CALL refresh_continuous_aggregate(%s, NULL, NULL)",
-                [f"rollup_{tier}", start] if start else [f"rollup_{tier}"],
-            )
+            cursor.execute("CALL refresh_continuous_aggregate(%s, NULL, NULL)", [f"rollup_{tier}"])
 
 
 def refresh_rollups(*, full: bool = False) -> RefreshResult:
     """Bring every tier up to date with the points; safe to run twice or concurrently."""
     started = time.perf_counter()
-    edition = installed_rollup_edition()
-    if edition == "timescale":
-        _refresh_timescale(full)
-        ran, pairs = True, 0
-    else:
-        ran, pairs = _refresh_apache()
+    edition = installed_rollup_edition(cached=False)
+    if edition == "timescale" and full:
+        _refresh_timescale_everything()
+    ran, pairs = _refresh_pending(edition)
     result = RefreshResult(edition, ran, pairs, time.perf_counter() - started)
     logger.info(
         "rollup refresh (%s): ran=%s pairs=%d in %.2f s", edition, ran, pairs, result.seconds
@@ -302,13 +334,15 @@ def install_rollups(*, edition: Edition) -> None:
     """Create the rollups of `edition` (the migration's forward step)."""
     with connection.cursor() as cursor:
         cursor.execute(read_sql_file(_ROLLUP_FILES[edition]))
+    _installed_cache.clear()
 
 
 def drop_rollups() -> Edition:
     """Drop whichever rollups exist; return which kind they were."""
-    edition = installed_rollup_edition()
+    edition = installed_rollup_edition(cached=False)
     with connection.cursor() as cursor:
         cursor.execute(read_sql_file(_ROLLUP_FILES[edition].removesuffix(".sql") + ".reverse.sql"))
+    _installed_cache.clear()
     return edition
 
 
@@ -335,7 +369,7 @@ def apply_retention() -> dict[str, int]:
     License edition it installs retention policies that TimescaleDB runs itself.
     Rollups keep their own, longer history after raw points are gone.
     """
-    edition = installed_rollup_edition()
+    edition = installed_rollup_edition(cached=False)
     dropped: dict[str, int] = {}
     with connection.cursor() as cursor:
         for relation, setting in RETENTION_SETTINGS.items():

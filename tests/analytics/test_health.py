@@ -75,6 +75,8 @@ def test_healthy_platform_is_200_with_versions(client, celery_worker):
     assert checks["extensions"]["vector"]
     assert checks["extensions"]["timescaledb_edition"] in {"apache", "timescale"}
     assert checks["redis"]["version"]
+    assert checks["rollups"]["installed"] == checks["extensions"]["timescaledb_edition"]
+    assert set(checks["rollups"]["watermarks"]) == {"1m", "1h", "1d"}
     assert checks["celery"]["last_seen_seconds_ago"] < 120
 
 
@@ -130,6 +132,6 @@ def test_unreachable_database_is_503_naming_postgres(client, private_redis):
         connection.settings_dict["PORT"] = original_port
     body = response.json()
     assert response.status_code == 503
-    assert body["failing"] == ["postgres", "extensions"]
+    assert body["failing"] == ["postgres", "extensions", "rollups"]
     assert "Connection refused" in body["checks"]["postgres"]["error"]
     assert elapsed < 10
