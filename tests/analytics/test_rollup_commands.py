@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 from django.db import connection
-from django.test import override_settings
 
 from analytics.models import Project
 from analytics.queries.series import SeriesQuery, align_down, series_buckets
@@ -44,7 +43,8 @@ def daily(project: Project) -> list[float | None]:
         end=BASE + timedelta(days=2),
         bucket=timedelta(days=1),
     )
-    return series_buckets(query).series[0]["values"]
+    values: list[float | None] = series_buckets(query).series[0]["values"]
+    return values
 
 
 @pytest.mark.django_db(transaction=True)
