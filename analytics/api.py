@@ -16,7 +16,7 @@ from analytics.health import platform_health
 from analytics.permissions import ReadScope, request_project
 from analytics.queries.catalog import CatalogEntry, has_metric, metric_names, tag_keys, tag_values
 from analytics.queries.series import AGGS, FILLS, series_buckets
-from analytics.series_params import format_width, parse_series_query
+from analytics.series_params import DIGITS_RE, format_width, parse_series_query
 
 
 class ProjectSerializer(serializers.Serializer[object]):
@@ -125,7 +125,7 @@ def _entries(entries: list[CatalogEntry]) -> list[dict[str, object]]:
 
 def _limit(request: Request) -> int:
     raw = request.query_params.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    if not DIGITS_RE.fullmatch(raw) or not 1 <= int(raw) <= 1000:
         raise ValidationError({"limit": ["must be an integer from 1 to 1000"]})
     return int(raw)
 

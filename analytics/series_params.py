@@ -7,11 +7,12 @@ from django.conf import settings
 from django.http import QueryDict
 from rest_framework.exceptions import ValidationError
 
-from analytics.queries.series import AGGS, FILLS, SeriesQuery, TagFilter
+from analytics.queries.series import AGGS, FILLS, SeriesQuery, TagFilter, align_down, align_up
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-RELATIVE_RE = re.compile(r"now(?:\s*-\s*(\d+)([smhdw]))?")
-BUCKET_RE = re.compile(r"(\d+)([smhdw])")
+RELATIVE_RE = re.compile(r"now(?:\s*-\s*([0-9]{1,12})([smhdw]))?")
+BUCKET_RE = re.compile(r"([0-9]+)([smhdw])")
+DIGITS_RE = re.compile(r"[0-9]{1,6}")
 # Natural widths for bucket=auto, finest first.
 NATURAL_BUCKETS = (
     [timedelta(minutes=m) for m in (1, 2, 5, 10, 15, 30)]
@@ -19,6 +20,9 @@ NATURAL_BUCKETS = (
     + [timedelta(days=d) for d in (1, 2, 7, 30)]
 )
 AUTO_POINTS = 300
+# Far enough from datetime's limits that bucket alignment never overflows.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 MAX_GROUPS = 50
 METRIC_MAX = 200
 
@@ -33,12 +37,18 @@ def parse_time(value: str, field: str, now: datetime) -> datetime:
     relative = RELATIVE_RE.fullmatch(text)
     if relative:
         amount, unit = relative.groups()
-        return now - timedelta(seconds=int(amount) * UNITS[unit]) if amount else now
+        try:
+            return now - timedelta(seconds=int(amount) * UNITS[unit]) if amount else now
+        except OverflowError as exc:
+            raise _invalid(field, f"{value[:64]} reaches before year 1") from exc
     try:
         moment = datetime.fromisoformat(text)
     except ValueError as exc:
         raise _invalid(field, f"{value[:64]!r} is not ISO 8601 or now-<n><s|m|h|d|w>") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if not EARLIEST <= moment <= LATEST:
+        raise _invalid(field, f"{value[:64]} is outside the years 1970 to 9000")
+    return moment
 
 
 def format_width(width: timedelta) -> str:
@@ -112,8 +122,11 @@ def parse_series_query(params: QueryDict, *, project_id: int, now: datetime) -> 
     end = parse_time(params.get("end", "now"), "end", now)
     if end <= start:
         raise _invalid("end", "must be after start")
+    if start < EARLIEST:
+        raise _invalid("start", "is before 1970")
     bucket = parse_bucket(params.get("bucket", "auto"), start, end)
-    points = (end - start) / bucket
+    # Count the buckets actually returned: the range widens to whole buckets.
+    points = (align_up(end, bucket) - align_down(start, bucket)) / bucket
     if points > settings.SERIES_MAX_POINTS:
         raise _invalid(
             "bucket",
@@ -124,7 +137,7 @@ def parse_series_query(params: QueryDict, *, project_id: int, now: datetime) -> 
     if compare not in (None, "", "previous_period"):
         raise _invalid("compare", f"{compare[:32]!r} is not 'previous_period'")
     limit_raw = params.get("limit", "10")
-    if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= MAX_GROUPS:
+    if not DIGITS_RE.fullmatch(limit_raw) or not 1 <= int(limit_raw) <= MAX_GROUPS:
         raise _invalid("limit", f"must be an integer from 1 to {MAX_GROUPS}")
     group_by = params.get("group_by") or None
     return SeriesQuery(

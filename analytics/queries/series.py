@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+import orjson
 from django.db import connection
-from django.db.models import Q
 from psycopg import sql
 
-from analytics.models import Series
 from analytics.queries.tiers import TIER_WIDTHS, pending_minutes, tier_relation
 
 Agg = Literal["avg", "sum", "count", "min", "max"]
@@ -116,12 +115,25 @@ def tier_for(bucket: timedelta) -> str:
 def matching_series(
     *, project_id: int, metric: str, filters: Sequence[TagFilter]
 ) -> list[tuple[int, dict[str, str]]]:
-    """Return (id, tags) of the metric's series that pass every tag filter."""
-    queryset = Series.objects.filter(project_id=project_id, metric=metric)
+    """Return (id, tags) of the metric's series that pass every tag filter.
+
+    As in Prometheus and InfluxDB, `key!=value` keeps series that lack the tag.
+    Written in SQL because the ORM would read a tag key holding `__` as a JSON path.
+    """
+    conditions: list[sql.Composable] = [sql.SQL("project_id = %s AND metric = %s")]
+    params: list[Any] = [project_id, metric]
     for tag_filter in filters:
-        condition = Q(**{f"tags__{tag_filter.key}__in": list(tag_filter.values)})
-        queryset = queryset.exclude(condition) if tag_filter.negate else queryset.filter(condition)
-    return list(queryset.order_by("id").values_list("id", "tags"))
+        test = sql.SQL("(tags ->> %s) = ANY(%s)")
+        conditions.append(
+            sql.SQL("NOT coalesce({}, false)").format(test) if tag_filter.negate else test
+        )
+        params += [tag_filter.key, list(tag_filter.values)]
+    query = sql.SQL("SELECT id, tags::text FROM analytics_series WHERE {} ORDER BY id").format(
+        sql.SQL(" AND ").join(conditions)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        return [(series_id, orjson.loads(tags)) for series_id, tags in cursor.fetchall()]
 
 
 _BUCKETED = """{ctes}
