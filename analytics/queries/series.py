@@ -153,36 +153,34 @@ GROUP BY 1, 2"""
 Rows = list[tuple[datetime, str | None, int, float, float, float]]
 
 
-def _bucket_rows(
-    cursor: Any,
-    *,
-    tier: str,
-    ids: list[int],
-    labels: list[str | None],
-    lo: datetime,
-    hi: datetime,
-    width: timedelta,
-) -> Rows:
-    params: dict[str, Any] = {"ids": ids, "labels": labels, "lo": lo, "hi": hi, "width": width}
-    pending = pending_minutes(cursor, ids=ids, lo=lo, hi=hi)
-    ctes, relation = tier_relation(tier, pending=pending, params=params)
-    cursor.execute(sql.SQL(_BUCKETED).format(ctes=ctes, relation=relation), params)
-    return list(cursor.fetchall())
+@dataclass(frozen=True)
+class _Scope:
+    """The series (with their group labels) and the bucket width a query reads."""
 
+    ids: list[int]
+    labels: list[str | None]
+    width: timedelta
+    tier: str
+    raw: bool
 
-def raw_bucket_rows(
-    cursor: Any,
-    *,
-    ids: list[int],
-    labels: list[str | None],
-    lo: datetime,
-    hi: datetime,
-    width: timedelta,
-) -> Rows:
-    """The same rows as the tiers give, from a GROUP BY over the raw points."""
-    params = {"ids": ids, "labels": labels, "lo": lo, "hi": hi, "width": width}
-    cursor.execute(_RAW, params)
-    return list(cursor.fetchall())
+    def rows(self, cursor: Any, lo: datetime, hi: datetime) -> Rows:
+        """Return (bucket, label, count, sum, min, max) rows for [lo, hi)."""
+        if not self.ids:
+            return []
+        params: dict[str, Any] = {
+            "ids": self.ids,
+            "labels": self.labels,
+            "lo": lo,
+            "hi": hi,
+            "width": self.width,
+        }
+        if self.raw:
+            cursor.execute(_RAW, params)
+        else:
+            pending = pending_minutes(cursor, ids=self.ids, lo=lo, hi=hi)
+            ctes, relation = tier_relation(self.tier, pending=pending, params=params)
+            cursor.execute(sql.SQL(_BUCKETED).format(ctes=ctes, relation=relation), params)
+        return list(cursor.fetchall())
 
 
 def _group_label(tags: dict[str, str], group_by: str | None) -> str | None:
@@ -242,22 +240,6 @@ def _values(
     return values
 
 
-def _fetch(
-    cursor: Any,
-    query: SeriesQuery,
-    *,
-    tier: str,
-    ids: list[int],
-    labels: list[str | None],
-    lo: datetime,
-    hi: datetime,
-    raw: bool,
-) -> Rows:
-    if raw:
-        return raw_bucket_rows(cursor, ids=ids, labels=labels, lo=lo, hi=hi, width=query.bucket)
-    return _bucket_rows(cursor, tier=tier, ids=ids, labels=labels, lo=lo, hi=hi, width=query.bucket)
-
-
 def series_buckets(
     query: SeriesQuery, *, raw: bool = False, now: datetime | None = None
 ) -> SeriesResult:
@@ -270,23 +252,15 @@ def series_buckets(
     series = matching_series(
         project_id=query.project_id, metric=query.metric, filters=query.filters
     )
-    ids = [series_id for series_id, _ in series]
-    labels = [_group_label(tags, query.group_by) for _, tags in series]
+    scope = _Scope(
+        ids=[series_id for series_id, _ in series],
+        labels=[_group_label(tags, query.group_by) for _, tags in series],
+        width=width,
+        tier=tier,
+        raw=raw,
+    )
     with connection.cursor() as cursor:
-        rows = (
-            _fetch(
-                cursor,
-                query,
-                tier=tier,
-                ids=ids,
-                labels=labels,
-                lo=lo,
-                hi=hi,
-                raw=raw,
-            )
-            if ids
-            else []
-        )
+        rows = scope.rows(cursor, lo, hi)
         top = _rank(rows, query.agg, query.limit) if query.group_by else [""]
         groups_total = len({row[1] for row in rows})
         has_other = bool(query.group_by) and groups_total > len(top)
@@ -304,20 +278,7 @@ def series_buckets(
         compare = None
         if query.compare:
             shift = hi - lo
-            previous_rows = (
-                _fetch(
-                    cursor,
-                    query,
-                    tier=tier,
-                    ids=ids,
-                    labels=labels,
-                    lo=lo - shift,
-                    hi=hi - shift,
-                    raw=raw,
-                )
-                if ids
-                else []
-            )
+            previous_rows = scope.rows(cursor, lo - shift, hi - shift)
             previous_grid = {
                 (bucket + shift, name): partial
                 for (bucket, name), partial in _grid(previous_rows, top, has_other).items()
@@ -342,6 +303,6 @@ def series_buckets(
         partial_last=query.end < hi or hi > now,
         compare=compare,
         server_ms=(time.perf_counter() - started) * 1000,
-        matched_series=len(ids),
+        matched_series=len(scope.ids),
         groups_total=groups_total,
     )
