@@ -1,7 +1,5 @@
 """Thin API views of the core domain: health, projects, series and the series catalog."""
 
-from datetime import datetime
-
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -62,10 +60,6 @@ class ProjectView(APIView):
         )
 
 
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
 class SeriesView(APIView):
     """Bucketed aggregates of one metric, read from the coarsest rollup tier that fits."""
 
@@ -108,7 +102,7 @@ class SeriesView(APIView):
             "source": result.source,
             "start": result.start.isoformat(),
             "end": result.end.isoformat(),
-            "times": [_ms(moment) for moment in result.times],
+            "times": result.times,
             "series": result.series,
             "partial": {"first": result.partial_first, "last": result.partial_last},
             "matched_series": result.matched_series,

@@ -28,6 +28,8 @@ CREATE TABLE rollup_refreshing (
     bucket    timestamptz NOT NULL
 );
 CREATE INDEX rollup_refreshing_series_bucket ON rollup_refreshing (series_id, bucket);
+-- The refresh takes claimed pairs in time order, a slice at a time.
+CREATE INDEX rollup_refreshing_bucket ON rollup_refreshing (bucket);
 
 CREATE FUNCTION log_points_invalidation() RETURNS trigger
 LANGUAGE plpgsql AS $$

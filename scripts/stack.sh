@@ -194,6 +194,7 @@ work_mem = 32MB
 maintenance_work_mem = 256MB
 fsync = on
 log_min_duration_statement = 1000
+jit = off
 EOF
 }
 

@@ -174,14 +174,22 @@ _APPLY = (
 )
 
 
-def _dense_ranges(windows: list[Any], width: timedelta) -> list[tuple[Any, Any]]:
-    """Merge consecutive windows into [lo, hi) ranges so each range is one query."""
+def _dense_ranges(
+    windows: list[tuple[Any, Any, Any]], window: timedelta, width: timedelta
+) -> list[tuple[Any, Any]]:
+    """Merge consecutive (window, first bucket, last bucket) into [lo, hi) time ranges.
+
+    Each range is one query, reading only from its first pending bucket to the end of
+    its last one (not the whole windows around them).
+    """
     ranges: list[tuple[Any, Any]] = []
-    for start in sorted(windows):
-        if ranges and ranges[-1][1] == start:
-            ranges[-1] = (ranges[-1][0], start + width)
+    previous = None
+    for start, first, last in sorted(windows):
+        if ranges and previous is not None and previous + window == start:
+            ranges[-1] = (ranges[-1][0], last + width)
         else:
-            ranges.append((start, start + width))
+            ranges.append((first, last + width))
+        previous = start
     return ranges
 
 
@@ -198,17 +206,18 @@ def _recompute_level(cursor: Any, level: _Level, pairs: str) -> None:
     }
     cursor.execute("CREATE TEMP TABLE fresh (LIKE rollup_1m) ON COMMIT DROP")
     cursor.execute(
-        sql.SQL("SELECT time_bucket({window}, bucket), count(*) FROM {pairs} GROUP BY 1").format(
-            **names
-        )
+        sql.SQL(
+            "SELECT time_bucket({window}, bucket), count(*), min(bucket), max(bucket)"
+            " FROM {pairs} GROUP BY 1"
+        ).format(**names)
     )
     counts = cursor.fetchall()
-    dense = [w for w, n in counts if n >= DENSE_PAIRS_PER_WINDOW]
-    sparse = [w for w, n in counts if n < DENSE_PAIRS_PER_WINDOW]
+    dense = [(w, lo, hi) for w, n, lo, hi in counts if n >= DENSE_PAIRS_PER_WINDOW]
+    sparse = [w for w, n, _, _ in counts if n < DENSE_PAIRS_PER_WINDOW]
     if dense:
         cursor.execute("SET LOCAL enable_mergejoin = off")
         cursor.execute("SET LOCAL enable_nestloop = off")
-        for lo, hi in _dense_ranges(dense, level.window):
+        for lo, hi in _dense_ranges(dense, level.window, level.width):
             cursor.execute(sql.SQL(_DENSE).format(**names), {"lo": lo, "hi": hi})
         cursor.execute("RESET enable_mergejoin")
         cursor.execute("RESET enable_nestloop")
@@ -278,7 +287,8 @@ def _refresh_continuous_aggregates(cursor: Any) -> int:
         " FROM rollup_refreshing GROUP BY 1 ORDER BY 1"
     )
     days = cursor.fetchall()
-    for lo, hi in _dense_ranges([day for day, _ in days], timedelta(days=1)):
+    one_day = timedelta(days=1)
+    for lo, hi in _dense_ranges([(day, day, day) for day, _ in days], one_day, one_day):
         # Each CALL commits on its own (it cannot run inside a transaction block).
         for tier, _ in TIERS:
             cursor.execute(
