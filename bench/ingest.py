@@ -13,9 +13,7 @@ import http.client
 import json
 import multiprocessing
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -23,6 +21,7 @@ from pathlib import Path
 
 import orjson
 import psycopg
+from gunicorn_server import gunicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -95,22 +94,6 @@ def client(
     results.put((accepted, errors))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise SystemExit("gunicorn did not start")
-
-
 def http_round(port: int, key: str, batches: list[bytes], seconds: float) -> tuple[float, int]:
     results: multiprocessing.Queue[tuple[int, int]] = multiprocessing.Queue()
     clients = [
@@ -165,26 +148,7 @@ def main() -> None:
         flush=True,
     )
     batches = make_batches(40, args.batch, args.ids)
-    port = free_port()
-    env = {**os.environ, "DEBUG": "0", "LOG_LEVEL": "WARNING"}
-    server = subprocess.Popen(
-        [
-            "gunicorn",
-            "analytics.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--timeout",
-            "120",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    try:
-        wait_for(port)
+    with gunicorn() as port:
         http_round(port, key, batches[:2], 1)  # warm up: series created, caches filled
         with psycopg.connect(dsn) as connection:
             series_ids = [
@@ -204,9 +168,6 @@ def main() -> None:
                 f"ratio {rate / copy_rates[-1]:.2f}",
                 flush=True,
             )
-    finally:
-        server.terminate()
-        server.wait()
     http_median, copy_median = statistics.median(http_rates), statistics.median(copy_rates)
     print(
         f"median: HTTP {http_median:,.0f} events/s, raw COPY {copy_median:,.0f} rows/s, errors {errors}"

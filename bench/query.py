@@ -23,9 +23,7 @@ import json
 import math
 import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -34,6 +32,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
+
+from gunicorn_server import gunicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -286,22 +286,6 @@ def fill(project_id: int, specs: list[SeriesSpec], points: int, reset: bool) -> 
     print(f"vacuumed and analyzed points and rollups in {time.perf_counter() - started:.1f} s")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise SystemExit("gunicorn did not start")
-
-
 def panel_params(metric: str, span: timedelta, agg: str = "avg") -> dict[str, str]:
     """The parameters a dashboard panel sends for `metric` over the last `span`."""
     end = datetime.now(UTC)
@@ -483,27 +467,8 @@ def main() -> None:
     fill(project.pk, specs, args.points, args.reset)
     metrics = [metric.name for metric in METRICS]
 
-    port = free_port()
-    env = {**os.environ, "DEBUG": "0", "LOG_LEVEL": "WARNING"}
-    server = subprocess.Popen(
-        [
-            "gunicorn",
-            "analytics.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--timeout",
-            "120",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
     figures: list[RangeFigures] = []
-    try:
-        wait_for(port)
+    with gunicorn() as port:
         api = Api(port, key)
         for name, span in RANGES.items():
             figures.append(measure_range(api, project.pk, name, span, metrics, args.runs))
@@ -514,9 +479,6 @@ def main() -> None:
                 f" {'answers match' if f.mismatch is None else 'MISMATCH ' + f.mismatch}",
                 flush=True,
             )
-    finally:
-        server.terminate()
-        server.wait()
 
     stored, ingest_s, refresh_s, pairs = refresh_cost(project.pk, specs, new_points, args.new_hours)
     per_million = 1_000_000 / stored

@@ -162,16 +162,16 @@ _SPARSE = """
     ) AS a(count, sum, min, max)
     WHERE time_bucket({window}, s.bucket) = ANY(%(windows)s) AND a.count > 0
 """
-_APPLY = (
-    # Pairs whose points were all deleted lose their bucket.
-    """DELETE FROM {target} r
-    USING (SELECT series_id, bucket FROM {pairs} EXCEPT SELECT series_id, bucket FROM fresh) gone
-    WHERE r.series_id = gone.series_id AND r.bucket = gone.bucket""",
-    """INSERT INTO {target} (bucket, series_id, count, sum, min, max)
+# Pairs whose points were all deleted lose their bucket. Usually there are none, and
+# the DELETE is skipped: joined against a whole tier it would scan it for nothing.
+_GONE = """CREATE TEMP TABLE gone ON COMMIT DROP AS
+    SELECT series_id, bucket FROM {pairs} EXCEPT SELECT series_id, bucket FROM fresh"""
+_DELETE_GONE = """DELETE FROM {target} r USING gone
+    WHERE r.series_id = gone.series_id AND r.bucket = gone.bucket"""
+_UPSERT = """INSERT INTO {target} (bucket, series_id, count, sum, min, max)
     SELECT bucket, series_id, count, sum, min, max FROM fresh
     ON CONFLICT (series_id, bucket) DO UPDATE SET count = excluded.count, sum = excluded.sum,
-        min = excluded.min, max = excluded.max""",
-)
+        min = excluded.min, max = excluded.max"""
 
 
 def _dense_ranges(
@@ -223,25 +223,44 @@ def _recompute_level(cursor: Any, level: _Level, pairs: str) -> None:
         cursor.execute("RESET enable_nestloop")
     if sparse:
         cursor.execute(sql.SQL(_SPARSE).format(**names), {"windows": sparse})
-    for statement in _APPLY:
-        cursor.execute(sql.SQL(statement).format(**names))
-    cursor.execute("DROP TABLE fresh")
+    cursor.execute(sql.SQL(_GONE).format(**names))
+    if cursor.rowcount:
+        cursor.execute(sql.SQL(_DELETE_GONE).format(**names))
+    cursor.execute(sql.SQL(_UPSERT).format(**names))
+    cursor.execute("DROP TABLE fresh, gone")
 
 
-def _process_slice(cursor: Any) -> int:
-    """Recompute one slice of claimed pairs in all tiers; return how many pairs it held."""
+def _slices(cursor: Any) -> list[tuple[Any, Any]]:
+    """Cut the claimed pairs into [lo, hi) time ranges of about SLICE_PAIRS pairs each.
+
+    Ranges, not LIMIT: each slice then reads and deletes its pairs by an index range,
+    never wading through the dead rows of the slices before it.
+    """
+    cursor.execute(
+        "SELECT time_bucket(INTERVAL '1 hour', bucket), count(*)"
+        " FROM rollup_refreshing GROUP BY 1 ORDER BY 1"
+    )
+    slices: list[tuple[Any, Any]] = []
+    size = 0
+    for hour, count in cursor.fetchall():
+        if slices and size + count <= SLICE_PAIRS:
+            slices[-1] = (slices[-1][0], hour + timedelta(hours=1))
+            size += count
+        else:
+            slices.append((hour, hour + timedelta(hours=1)))
+            size = count
+    return slices
+
+
+def _process_slice(cursor: Any, lo: Any, hi: Any) -> int:
+    """Recompute the claimed pairs in [lo, hi) in all tiers; return how many there were."""
     with transaction.atomic():
         cursor.execute(
-            "CREATE TEMP TABLE pairs_1m ON COMMIT DROP AS"
-            " SELECT DISTINCT series_id, bucket FROM ("
-            "   SELECT series_id, bucket FROM rollup_refreshing ORDER BY bucket LIMIT %s) x",
-            [SLICE_PAIRS],
+            "CREATE TEMP TABLE pairs_1m ON COMMIT DROP AS SELECT DISTINCT series_id, bucket"
+            " FROM rollup_refreshing WHERE bucket >= %s AND bucket < %s",
+            [lo, hi],
         )
-        cursor.execute("SELECT count(*) FROM pairs_1m")
-        count = int(cursor.fetchone()[0])
-        if not count:
-            cursor.execute("DROP TABLE pairs_1m")
-            return 0
+        count = int(cursor.rowcount)
         cursor.execute("ANALYZE pairs_1m")
         previous = "pairs_1m"
         for level in _LEVELS:
@@ -261,10 +280,9 @@ def _process_slice(cursor: Any) -> int:
                 cursor.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(pairs)))
                 previous = pairs
             _recompute_level(cursor, level, previous)
-        cursor.execute(
-            "DELETE FROM rollup_refreshing r USING pairs_1m s"
-            " WHERE r.series_id = s.series_id AND r.bucket = s.bucket"
-        )
+        # Only a refresh (holding the refresh lock) adds rows here: every row in the
+        # range belongs to this slice.
+        cursor.execute("DELETE FROM rollup_refreshing WHERE bucket >= %s AND bucket < %s", [lo, hi])
         # ON COMMIT DROP does not fire when this runs inside an outer transaction.
         cursor.execute("DROP TABLE pairs_1m, pairs_1h, pairs_1d")
         for tier, width in TIERS:
@@ -312,8 +330,8 @@ def _refresh_pending(edition: Edition) -> tuple[bool, int]:
             if edition == "timescale":
                 return True, _refresh_continuous_aggregates(cursor)
             total = 0
-            while processed := _process_slice(cursor):
-                total += processed
+            for lo, hi in _slices(cursor):
+                total += _process_slice(cursor, lo, hi)
                 logger.info("rollup refresh: %d pairs recomputed so far", total)
             return True, total
         finally:
