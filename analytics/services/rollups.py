@@ -86,10 +86,13 @@ def _claim(cursor: Any) -> None:
         # they end), so all points behind the claimed pairs are committed.
         cursor.execute("LOCK TABLE rollup_invalidation IN SHARE ROW EXCLUSIVE MODE")
         cursor.execute(
-            "WITH taken AS (DELETE FROM rollup_invalidation RETURNING series_id, bucket)"
-            " INSERT INTO rollup_refreshing (series_id, bucket)"
-            " SELECT DISTINCT series_id, bucket FROM taken"
+            "INSERT INTO rollup_refreshing (series_id, bucket)"
+            " SELECT DISTINCT series_id, bucket FROM rollup_invalidation"
         )
+        # TRUNCATE, not DELETE: the log churns all day, and the dead rows a DELETE leaves
+        # behind would slow every reader's pending lookup until autovacuum came by. No
+        # writer can add rows meanwhile (the lock above), and readers wait for the commit.
+        cursor.execute("TRUNCATE rollup_invalidation")
 
 
 @dataclass(frozen=True)
@@ -167,7 +170,8 @@ _SPARSE = """
 _GONE = """CREATE TEMP TABLE gone ON COMMIT DROP AS
     SELECT series_id, bucket FROM {pairs} EXCEPT SELECT series_id, bucket FROM fresh"""
 _DELETE_GONE = """DELETE FROM {target} r USING gone
-    WHERE r.series_id = gone.series_id AND r.bucket = gone.bucket"""
+    WHERE r.series_id = gone.series_id AND r.bucket = gone.bucket
+      AND r.bucket >= %(lo)s AND r.bucket <= %(hi)s"""
 _UPSERT = """INSERT INTO {target} (bucket, series_id, count, sum, min, max)
     SELECT bucket, series_id, count, sum, min, max FROM fresh
     ON CONFLICT (series_id, bucket) DO UPDATE SET count = excluded.count, sum = excluded.sum,
@@ -225,7 +229,11 @@ def _recompute_level(cursor: Any, level: _Level, pairs: str) -> None:
         cursor.execute(sql.SQL(_SPARSE).format(**names), {"windows": sparse})
     cursor.execute(sql.SQL(_GONE).format(**names))
     if cursor.rowcount:
-        cursor.execute(sql.SQL(_DELETE_GONE).format(**names))
+        # Bounds let TimescaleDB skip the tier's chunks outside the vanished buckets.
+        cursor.execute("ANALYZE gone")
+        cursor.execute("SELECT min(bucket), max(bucket) FROM gone")
+        lo, hi = cursor.fetchone()
+        cursor.execute(sql.SQL(_DELETE_GONE).format(**names), {"lo": lo, "hi": hi})
     cursor.execute(sql.SQL(_UPSERT).format(**names))
     cursor.execute("DROP TABLE fresh, gone")
 
@@ -316,6 +324,7 @@ def _refresh_continuous_aggregates(cursor: Any) -> int:
         # Only a refresh (holding the refresh lock) adds rows here, so every row in the
         # range was claimed before the CALLs above and is now materialized.
         cursor.execute("DELETE FROM rollup_refreshing WHERE bucket >= %s AND bucket < %s", [lo, hi])
+    cursor.execute("TRUNCATE rollup_refreshing")
     return sum(int(count) for _, count in days)
 
 
@@ -333,6 +342,8 @@ def _refresh_pending(edition: Edition) -> tuple[bool, int]:
             for lo, hi in _slices(cursor):
                 total += _process_slice(cursor, lo, hi)
                 logger.info("rollup refresh: %d pairs recomputed so far", total)
+            # Every claimed pair is done: drop the dead rows the slices left behind.
+            cursor.execute("TRUNCATE rollup_refreshing")
             return True, total
         finally:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [_REFRESH_LOCK])
