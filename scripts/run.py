@@ -60,7 +60,7 @@ def wait_healthy(deadline_s: float) -> dict[str, object]:
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    """Treat SIGTERM like Ctrl-C so the same cleanup runs."""
+    """Turn a stop signal into KeyboardInterrupt so the same cleanup runs."""
     raise KeyboardInterrupt
 
 
@@ -126,7 +126,10 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
 
-    signal.signal(signal.SIGTERM, _interrupt)
+    # Installed explicitly: a shell that starts us in the background hands us SIGINT
+    # ignored, and Ctrl-C, SIGTERM and a closed terminal must all stop everything.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
     try:
         for name, command in commands.items():
             step(f"starting {name}: {' '.join(command)}")
