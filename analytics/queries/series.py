@@ -49,29 +49,25 @@ class SeriesQuery:
     compare: bool = False
 
 
-@dataclass
-class Partial:
-    """count/sum/min/max of one bucket, mergeable with others."""
+# (count, sum, min, max) of one bucket of one group.
+Parts = tuple[int, float, float, float]
 
-    count: int = 0
-    sum: float = 0.0
-    min: float | None = None
-    max: float | None = None
 
-    def merge(self, count: int, total: float, low: float, high: float) -> None:
-        self.count += count
-        self.sum += total
-        self.min = low if self.min is None else min(self.min, low)
-        self.max = high if self.max is None else max(self.max, high)
+def merge(a: Parts | None, b: Parts) -> Parts:
+    """Combine the aggregates of two sets of points (count and sum add, min and max hold)."""
+    if a is None:
+        return b
+    return (a[0] + b[0], a[1] + b[1], min(a[2], b[2]), max(a[3], b[3]))
 
-    def value(self, agg: str) -> float | None:
-        if self.count == 0:
-            return None
-        if agg == "avg":
-            return self.sum / self.count
-        if agg == "count":
-            return float(self.count)
-        return {"sum": self.sum, "min": self.min, "max": self.max}[agg]
+
+def agg_value(parts: Parts, agg: str) -> float:
+    """Return `agg` of the points behind `parts`; avg is always sum / count."""
+    count, total, low, high = parts
+    if agg == "avg":
+        return total / count
+    if agg == "count":
+        return float(count)
+    return {"sum": total, "min": low, "max": high}[agg]
 
 
 @dataclass
@@ -191,32 +187,35 @@ def _group_label(tags: dict[str, str], group_by: str | None) -> str | None:
     return tags.get(group_by) if group_by else ""
 
 
-def _rank(rows: Rows, agg: str, limit: int) -> list[str | None]:
-    """Return the labels of the top `limit` groups by `agg` over the whole range."""
-    totals: dict[str | None, Partial] = {}
-    for _, label, count, total, low, high in rows:
-        totals.setdefault(label, Partial()).merge(count, total, low, high)
-    ranked = sorted(
-        totals, key=lambda label: (-(totals[label].value(agg) or 0.0), label is None, label or "")
-    )
-    return ranked[:limit]
-
-
-Grid = dict[tuple[int, Any], Partial]
+Grid = dict[tuple[int, Any], Parts]
 
 
 def epoch_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def _rank(rows: Rows, agg: str, limit: int) -> list[str | None]:
+    """Return the labels of the top `limit` groups by `agg` over the whole range."""
+    totals: dict[str | None, Parts] = {}
+    for _, label, count, total, low, high in rows:
+        totals[label] = merge(totals.get(label), (count, total, low, high))
+    ranked = sorted(
+        totals, key=lambda label: (-agg_value(totals[label], agg), label is None, label or "")
+    )
+    return ranked[:limit]
+
+
 def _grid(rows: Rows, keep: Iterable[str | None], has_other: bool) -> Grid:
+    """Index the rows by (bucket, group); groups outside `keep` merge into OTHER."""
     kept = set(keep)
     grid: Grid = {}
     for bucket, label, count, total, low, high in rows:
-        name = label if label in kept else OTHER
-        if name is OTHER and not has_other:
-            continue
-        grid.setdefault((bucket, name), Partial()).merge(count, total, low, high)
+        if label in kept:
+            # SQL returns one row per (bucket, label): nothing to merge.
+            grid[(bucket, label)] = (count, total, low, high)
+        elif has_other:
+            key = (bucket, OTHER)
+            grid[key] = merge(grid.get(key), (count, total, low, high))
     return grid
 
 
@@ -232,8 +231,8 @@ def _values(grid: Grid, times: list[int], name: Any, agg: str, fill: str) -> lis
     values: list[float | None] = []
     previous: float | None = None
     for moment in times:
-        partial = grid.get((moment, name))
-        value = partial.value(agg) if partial else None
+        parts = grid.get((moment, name))
+        value = agg_value(parts, agg) if parts else None
         if value is None:
             value = 0.0 if fill == "zero" else previous if fill == "previous" else None
         values.append(value)
@@ -283,8 +282,8 @@ def series_buckets(
             shift_ms = epoch_ms(hi) - epoch_ms(lo)
             previous_rows = scope.rows(cursor, lo - shift, hi - shift)
             previous_grid = {
-                (bucket + shift_ms, name): partial
-                for (bucket, name), partial in _grid(previous_rows, top, has_other).items()
+                (bucket + shift_ms, name): parts
+                for (bucket, name), parts in _grid(previous_rows, top, has_other).items()
             }
             compare = {
                 "shift_seconds": int(shift.total_seconds()),
