@@ -34,17 +34,24 @@ def seed(project: Project, count: int = 50) -> None:
     ingest_points(project_id=project.pk, points=points, series_limit=100)
 
 
-def daily(project: Project) -> list[float | None]:
+def values(
+    project: Project, agg: str, start: datetime, days: int, bucket: timedelta
+) -> list[float | None]:
+    """Return the values of metric `m` over `days` from `start`."""
     query = SeriesQuery(
         project_id=project.pk,
         metric="m",
-        agg="sum",
-        start=BASE,
-        end=BASE + timedelta(days=2),
-        bucket=timedelta(days=1),
+        agg=agg,  # type: ignore[arg-type]
+        start=start,
+        end=start + timedelta(days=days),
+        bucket=bucket,
     )
-    values: list[float | None] = series_buckets(query).series[0]["values"]
-    return values
+    found: list[float | None] = series_buckets(query).series[0]["values"]
+    return found
+
+
+def daily(project: Project) -> list[float | None]:
+    return values(project, "sum", BASE, 2, timedelta(days=1))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -137,21 +144,5 @@ def test_retention_drops_raw_chunks_and_rollups_keep_history(project):
             [project.pk],
         )
         assert cursor.fetchone()[0] == 0
-    query = SeriesQuery(
-        project_id=project.pk,
-        metric="m",
-        agg="sum",
-        start=old,
-        end=old + timedelta(days=1),
-        bucket=timedelta(days=1),
-    )
-    assert series_buckets(query).series[0]["values"] == [10.0]
-    hourly = SeriesQuery(
-        project_id=project.pk,
-        metric="m",
-        agg="count",
-        start=old,
-        end=old + timedelta(days=1),
-        bucket=timedelta(hours=1),
-    )
-    assert series_buckets(hourly).series[0]["values"] == [1.0] * 5
+    assert values(project, "sum", old, 1, timedelta(days=1)) == [10.0]
+    assert values(project, "count", old, 1, timedelta(hours=1)) == [1.0] * 5
