@@ -43,7 +43,17 @@ is_root() { [ "$(id -u)" -eq 0 ]; }
 # Run a command as the PostgreSQL server's owner: `postgres` when we are root
 # (initdb refuses root), ourselves otherwise.
 as_pg() {
-    if is_root; then runuser -u postgres -- "$@"; else "$@"; fi
+    if is_root; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
+}
+
+# When .stack/postgres links outside the checkout (see place_cluster), use the real
+# path: `postgres` may not be allowed to walk through the checkout's own folders.
+resolve_pg_dir() {
+    if [ -L "$PG_DIR" ]; then
+        PG_DIR="$(readlink -f "$PG_DIR")"
+        PG_DATA="$PG_DIR/data"
+        PG_RUN="$PG_DIR/run"
+    fi
 }
 
 port_in_use() {
@@ -174,6 +184,7 @@ place_cluster() {
 init_cluster() {
     [ -f "$PG_DATA/PG_VERSION" ] && return 0
     place_cluster
+    resolve_pg_dir
     say "creating the project's PostgreSQL cluster in ${PG_DATA#"$ROOT"/}"
     mkdir -p "$PG_DIR/" "$PG_RUN"
     is_root && chown -R postgres:postgres "$PG_DIR/"
@@ -266,6 +277,8 @@ export STACK_REDIS_PORT=$REDIS_PORT
 export PATH=$VENV/bin:\$PATH
 EOF
 }
+
+resolve_pg_dir
 
 case "${1:-}" in
 setup) cmd_setup ;;
