@@ -10,6 +10,7 @@ from django.core.cache import cache
 from django.db import connection
 
 from analytics.queries.rollups import rollup_status
+from analytics.redis_client import redis_client
 from analytics.timescale import timescaledb_edition
 
 HEARTBEAT_KEY = "celery:worker-heartbeat"
@@ -73,18 +74,12 @@ def _check_postgres() -> tuple[Check, Check]:
 
 
 def _check_redis() -> Check:
-    client = redis.Redis.from_url(
-        settings.REDIS_URL,
-        socket_connect_timeout=settings.REDIS_TIMEOUT,
-        socket_timeout=settings.REDIS_TIMEOUT,
-    )
+    client = redis_client()
     try:
         client.ping()
         return Check(True, {"version": client.info("server").get("redis_version")})
     except redis.RedisError as exc:
         return Check(False, {"error": str(exc)})
-    finally:
-        client.close()
 
 
 def _check_celery(redis_ok: bool) -> Check:
@@ -101,12 +96,12 @@ def _check_celery(redis_ok: bool) -> Check:
     return Check(True, detail)
 
 
-def _check_rollups(database_ok: bool) -> Check:
+def _check_rollups(edition: str | None) -> Check:
     """Report the rollups; only missing ones fail (a backlog is slow, not wrong)."""
-    if not database_ok:
+    if edition is None:
         return Check(False, {"error": "database unreachable"})
     try:
-        status = rollup_status()
+        status = rollup_status(server_edition=edition)
     except Exception as exc:  # missing tables after a failed migration, say
         connection.close()
         return Check(False, {"error": f"rollups unavailable: {str(exc).strip()}"})
@@ -131,7 +126,7 @@ def platform_health() -> HealthReport:
     checks = {
         "postgres": postgres,
         "extensions": extensions,
-        "rollups": _check_rollups(postgres.ok),
+        "rollups": _check_rollups(extensions.detail.get("timescaledb_edition")),
         "redis": redis_check,
         "celery": _check_celery(redis_check.ok),
     }

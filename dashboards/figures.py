@@ -59,10 +59,13 @@ def _layout(title: str, data: SeriesData, **extra: Any) -> dict[str, Any]:
 
 
 def _xy_traces(
-    data: SeriesData, make: Callable[[str, list[int], list[float | None]], dict[str, Any]]
+    data: SeriesData,
+    make: Callable[[str, list[int], list[float | None]], dict[str, Any]],
+    series: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
+    """One trace per group of `series` (default: the current period), gaps restored."""
     traces = []
-    for entry in data.series:
+    for entry in data.series if series is None else series:
         x, y = with_gaps(data.times, entry["values"], data.bucket_ms)
         traces.append(make(str(entry["name"]), x, y))
     return traces
@@ -81,19 +84,19 @@ def line_figure(data: SeriesData, *, title: str) -> Figure:
         },
     )
     if data.previous:
-        for entry in data.previous:
-            x, y = with_gaps(data.times, entry["values"], data.bucket_ms)
-            traces.append(
-                {
-                    "type": "scatter",
-                    "mode": "lines",
-                    "name": f"{entry['name']} (previous)",
-                    "x": x,
-                    "y": y,
-                    "connectgaps": False,
-                    "line": {"dash": "dot", "width": 1},
-                }
-            )
+        traces += _xy_traces(
+            data,
+            lambda name, x, y: {
+                "type": "scatter",
+                "mode": "lines",
+                "name": f"{name} (previous)",
+                "x": x,
+                "y": y,
+                "connectgaps": False,
+                "line": {"dash": "dot", "width": 1},
+            },
+            data.previous,
+        )
     return {"data": traces, "layout": _layout(title, data)}
 
 

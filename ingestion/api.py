@@ -112,14 +112,19 @@ class _IngestView(APIView):
             enforce_rate_limit(
                 key_prefix=getattr(api_key, "prefix", "session"), events=len(batch.points)
             )
+            partial = self.partial(request)
+            # Hashing the whole body is only needed to recognise a retry by its key.
+            fingerprint = (
+                request_fingerprint(request.path, _media_type(request), str(partial), body)
+                if key
+                else ""
+            )
             receipt = store_batch(
                 project=project,
                 batch=batch,
-                partial=self.partial(request),
+                partial=partial,
                 idempotency_key=key,
-                fingerprint=request_fingerprint(
-                    request.path, _media_type(request), str(self.partial(request)), body
-                ),
+                fingerprint=fingerprint,
             )
         except IngestRefused as exc:
             return self.refused(exc)

@@ -1,6 +1,7 @@
 """Small helpers for tests: auth headers and the environment of worker subprocesses."""
 
 import os
+import socket
 
 from django.db import connection
 
@@ -22,3 +23,16 @@ def worker_environment() -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     return env
+
+
+def free_port() -> int:
+    """Return a loopback port nothing listens on (at the time of asking)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    """Return whether something accepts connections on loopback `port`."""
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0

@@ -18,7 +18,7 @@ class RollupStatus:
     oldest_pending: datetime | None
 
 
-def rollup_status() -> RollupStatus:
+def rollup_status(*, server_edition: str | None = None) -> RollupStatus:
     """Return which rollups are installed, how far each tier is materialized, and the backlog."""
     installed = installed_rollup_edition(cached=False)
     with connection.cursor() as cursor:
@@ -38,7 +38,7 @@ def rollup_status() -> RollupStatus:
         cursor.execute("SELECT count(*) FROM rollup_refreshing")
         pending = int(count) + int(cursor.fetchone()[0])
     return RollupStatus(
-        server_edition=timescaledb_edition(),
+        server_edition=server_edition or timescaledb_edition(),
         installed=installed,
         watermarks={tier: marks.get(tier) for tier in ("1m", "1h", "1d")},
         pending_minutes=pending,

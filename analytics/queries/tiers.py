@@ -22,7 +22,9 @@ TIER_WIDTHS: dict[str, timedelta] = {
 # Pending pairs are grouped by this window; a dense window is aggregated with one range
 # scan, sparse pairs are looked up one by one (as the refresh does).
 _WINDOW = timedelta(hours=1)
-_DENSE_PAIRS = 20
+# A window with at least this many pending pairs is aggregated with one range scan;
+# fewer are looked up one by one through the index. The refresh uses the same rule.
+DENSE_PAIRS_PER_WINDOW = 20
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ def _live_minutes(pending: PendingMinutes, params: dict[str, Any]) -> sql.Compos
         window = bucket - timedelta(seconds=bucket.timestamp() % _WINDOW.total_seconds())
         counts[window] = counts.get(window, 0) + 1
     parts: list[sql.Composable] = []
-    dense = sorted(w for w, n in counts.items() if n >= _DENSE_PAIRS)
+    dense = sorted(w for w, n in counts.items() if n >= DENSE_PAIRS_PER_WINDOW)
     for index, window in enumerate(dense):
         params[f"dense_lo_{index}"] = window
         params[f"dense_hi_{index}"] = window + _WINDOW
@@ -75,7 +77,7 @@ def _live_minutes(pending: PendingMinutes, params: dict[str, Any]) -> sql.Compos
                 lo=sql.Placeholder(f"dense_lo_{index}"), hi=sql.Placeholder(f"dense_hi_{index}")
             )
         )
-    params["sparse_windows"] = sorted(w for w, n in counts.items() if n < _DENSE_PAIRS)
+    params["sparse_windows"] = sorted(w for w, n in counts.items() if n < DENSE_PAIRS_PER_WINDOW)
     parts.append(
         sql.SQL(
             """SELECT pm.bucket, pm.series_id, a.count, a.sum, a.min, a.max

@@ -30,16 +30,13 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from psycopg import sql
 
 from analytics.locks import lock_id
+from analytics.queries.tiers import DENSE_PAIRS_PER_WINDOW, TIER_WIDTHS
 from analytics.sql_files import read_sql_file
 from analytics.timescale import Edition, timescaledb_edition
 
 logger = logging.getLogger(__name__)
 
-TIERS: tuple[tuple[str, timedelta], ...] = (
-    ("1m", timedelta(minutes=1)),
-    ("1h", timedelta(hours=1)),
-    ("1d", timedelta(days=1)),
-)
+TIERS: tuple[tuple[str, timedelta], ...] = tuple(TIER_WIDTHS.items())
 SLICE_PAIRS = 200_000
 _REFRESH_LOCK = lock_id("rollup-refresh")
 _ROLLUP_FILES = {"apache": "0004_rollups_apache.sql", "timescale": "0004_rollups_timescale.sql"}
@@ -114,7 +111,7 @@ _LEVELS = (
         "points",
         "time",
         "count(*), sum(v.value), min(v.value), max(v.value)",
-        timedelta(minutes=1),
+        TIER_WIDTHS["1m"],
         timedelta(hours=1),
     ),
     _Level(
@@ -122,7 +119,7 @@ _LEVELS = (
         "rollup_1m",
         "bucket",
         "sum(v.count)::bigint, sum(v.sum), min(v.min), max(v.max)",
-        timedelta(hours=1),
+        TIER_WIDTHS["1h"],
         timedelta(days=1),
     ),
     _Level(
@@ -130,13 +127,10 @@ _LEVELS = (
         "rollup_1h",
         "bucket",
         "sum(v.count)::bigint, sum(v.sum), min(v.min), max(v.max)",
-        timedelta(days=1),
+        TIER_WIDTHS["1d"],
         timedelta(days=30),
     ),
 )
-# A window with at least this many pending pairs is recomputed with one hash join over
-# its whole time range; fewer pairs are looked up one by one through the index.
-DENSE_PAIRS_PER_WINDOW = 20
 
 # Dense stretch: aggregate the whole time range of the source first, then keep the
 # pending buckets with a hash join (cheaper than joining every raw row). The planner

@@ -1,7 +1,6 @@
 """/healthz: 200 when PostgreSQL, the extensions, Redis and a worker are well; 503 naming the failure."""
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -11,12 +10,7 @@ from django.db import connection
 from django.test import override_settings
 
 from analytics.health import record_worker_heartbeat
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.helpers import free_port, port_open
 
 
 @pytest.fixture
@@ -40,7 +34,7 @@ def private_redis(tmp_path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
         stdout=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10
-    while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+    while not port_open(port):
         assert time.monotonic() < deadline, "private Redis did not start"
         time.sleep(0.05)
     yield f"redis://127.0.0.1:{port}/0", process

@@ -463,7 +463,7 @@ def test_unreachable_database_is_503_with_retry_after(client, project, make_key)
     """With PostgreSQL unreachable, ingestion answers 503 with Retry-After, never 500."""
     from django.db import connection
 
-    from tests.analytics.test_health import free_port
+    from tests.helpers import free_port
 
     secret = make_key(project, scopes=("write",)).secret
     original_port = connection.settings_dict["PORT"]
