@@ -19,6 +19,7 @@ VARIABLES: dict[str, str] = {
     "CELERY_BROKER_URL": "redis://host:port/db of the Celery broker",
     "REDIS_URL": "redis://host:port/db of the cache (heartbeats, rate limits); defaults to the broker",
     "REDIS_TIMEOUT": "seconds before a Redis call gives up",
+    "TEST_REDIS_DB": "test settings only: Redis database of the test broker (the cache uses the next one)",
     "CELERY_WORKER_STALE_AFTER": "seconds after which a silent Celery worker makes /healthz fail",
     "LOG_LEVEL": "level of the platform's own loggers",
     "SECURE_SSL_REDIRECT": "1 to redirect HTTP to HTTPS in production (off behind a TLS proxy that does it)",
