@@ -19,6 +19,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("ingestion.urls")),
+    path("", include("embeddings.urls")),
+    path("", include("dashboards.urls")),
     path("api/v1/project", ProjectView.as_view(), name="api-project"),
     path("api/v1/projects/<slug:slug>", ProjectView.as_view(), name="api-project-detail"),
     path("api/v1/series", SeriesView.as_view(), name="api-series"),

@@ -31,6 +31,8 @@ DB_USER="analytics"
 APT_PACKAGES=(
     "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" postgresql-client
     redis-server build-essential cmake dpkg-dev libssl-dev libkrb5-dev
+    # The browser tests drive Debian's Chromium; no tool downloads a browser of its own.
+    chromium
 )
 # Debian 13 ships pgvector and the Apache-2 TimescaleDB as source packages that build
 # against Debian 12's server headers; Debian 12 itself has neither.
