@@ -10,6 +10,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.request import Request
 
 from analytics.models import ApiKey, Project
+from analytics.platform_metrics import note_request_project
 from analytics.services import KEY_PREFIX_MARK, hash_secret, touch_api_key
 
 
@@ -55,6 +56,8 @@ class ApiKeyAuthentication(BaseAuthentication):
             raise exceptions.AuthenticationFailed("the API key contains non-ASCII bytes") from exc
         api_key = find_api_key(secret)
         touch_api_key(api_key=api_key)
+        # A key names its project, so even a refused request (wrong scope) is filed there.
+        note_request_project(request, api_key.project_id)
         return ApiKeyUser(api_key), api_key
 
     def authenticate_header(self, request: Request) -> str:

@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from analytics.authentication import ApiKeyUser
 from analytics.models import ApiKey, Project
+from analytics.platform_metrics import note_request_project
 
 
 class _RequireScope(BasePermission):
@@ -62,9 +63,11 @@ def request_project(request: Request, slug: str | None = None) -> Project:
     if slug is None:
         mine = list(projects[:2])
         if len(mine) == 1:
+            note_request_project(request, mine[0].id)
             return mine[0]
         raise exceptions.ValidationError({"project": "name the project with ?project=<slug>"})
     project = projects.filter(slug=slug).first()
     if project is None:
         raise exceptions.PermissionDenied(f"you are not a member of project '{slug}'")
+    note_request_project(request, project.id)
     return project

@@ -6,6 +6,7 @@ from typing import Any
 from celery import shared_task
 
 from analytics.health import record_worker_heartbeat
+from analytics.services.platform_metrics import flush_platform_metrics
 from analytics.services.rollups import apply_retention, refresh_rollups
 
 
@@ -26,3 +27,10 @@ def refresh_rollups_task() -> dict[str, Any]:
 def apply_retention_task() -> dict[str, int]:
     """Drop raw and rollup chunks past their retention horizons."""
     return apply_retention()
+
+
+@shared_task(name="analytics.flush_platform_metrics", time_limit=120, soft_time_limit=100)
+def flush_platform_metrics_task() -> dict[str, int]:
+    """Store the platform's own queued metric samples in their projects' series."""
+    result = flush_platform_metrics()
+    return {"samples": result.samples, "stored": result.stored, "skipped": result.skipped}

@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from analytics.api_errors import error_body
 from analytics.authentication import ApiKeyAuthentication, TokenApiKeyAuthentication
 from analytics.permissions import WriteScope, request_project
+from analytics.platform_metrics import EVENTS_INGESTED, record_platform_metric
 from ingestion.body import read_body
 from ingestion.errors import IngestRefused
 from ingestion.line_protocol import PRECISIONS
@@ -128,6 +129,10 @@ class _IngestView(APIView):
             )
         except IngestRefused as exc:
             return self.refused(exc)
+        if not receipt.replayed and receipt.body["accepted"]:
+            record_platform_metric(
+                project_id=project.id, metric=EVENTS_INGESTED, value=receipt.body["accepted"]
+            )
         return self.success(receipt.body, receipt.replayed)
 
 

@@ -43,6 +43,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "analytics.middleware.PlatformMetricsMiddleware",
 ]
 
 ROOT_URLCONF = "analytics.urls"
@@ -123,6 +124,9 @@ CELERY_BEAT_SCHEDULE = {
     "apply-retention": {"task": "analytics.apply_retention", "schedule": 86400.0},
     # Receipts live 24 h; hourly purging keeps the table at about a day of batches.
     "purge-ingest-receipts": {"task": "ingestion.purge_expired_receipts", "schedule": 3600.0},
+    # The platform's own metrics: a 10 s lag keeps "Platform health" close to live
+    # while each flush writes one COPY per project.
+    "flush-platform-metrics": {"task": "analytics.flush_platform_metrics", "schedule": 10.0},
 }
 CELERY_WORKER_STALE_AFTER = env_int("CELERY_WORKER_STALE_AFTER", 120)
 
