@@ -1,5 +1,22 @@
 """URLs of the dashboard and similar-items pages and their panel data."""
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-urlpatterns: list[URLPattern] = []
+from dashboards import api, views
+
+app_name = "dashboards"
+
+urlpatterns: list[URLPattern] = [
+    path("dashboards/", views.dashboard_list, name="list"),
+    path("p/<slug:project_slug>/dashboards/<slug:slug>/", views.dashboard_view, name="view"),
+    path(
+        "p/<slug:project_slug>/dashboards/<slug:slug>/panels/<int:panel_id>/data",
+        api.panel_data_view,
+        name="panel-data",
+    ),
+    path(
+        "p/<slug:project_slug>/dashboards/<slug:slug>/panels/<int:panel_id>/data.csv",
+        api.panel_csv_view,
+        name="panel-csv",
+    ),
+]

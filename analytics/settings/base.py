@@ -127,6 +127,9 @@ CELERY_BEAT_SCHEDULE = {
     # The platform's own metrics: a 10 s lag keeps "Platform health" close to live
     # while each flush writes one COPY per project.
     "flush-platform-metrics": {"task": "analytics.flush_platform_metrics", "schedule": 10.0},
+    # Embeddings are asked for after each commit; once a minute the sweep re-asks for
+    # those whose message was lost, and records each project's backlog gauge.
+    "sweep-embeddings": {"task": "embeddings.sweep", "schedule": 60.0},
 }
 CELERY_WORKER_STALE_AFTER = env_int("CELERY_WORKER_STALE_AFTER", 120)
 
@@ -146,6 +149,21 @@ RETENTION_1M_DAYS = env_int("RETENTION_1M_DAYS", 180)
 RETENTION_1H_DAYS = env_int("RETENTION_1H_DAYS", 730)
 RETENTION_1D_DAYS = env_int("RETENTION_1D_DAYS", 0)
 SERIES_MAX_POINTS = env_int("SERIES_MAX_POINTS", 2000)
+
+# --- Embeddings --------------------------------------------------------------------------
+
+# The model settings are read by embedding workers (embeddings/worker.py) only; the web
+# knows the model's name (to search among current embeddings) but never loads torch.
+EMBEDDINGS_MODEL_DIR = env_str("EMBEDDINGS_MODEL_DIR")  # empty: the packaged all-MiniLM-L6-v2
+EMBEDDINGS_MODEL_NAME = env_str("EMBEDDINGS_MODEL_NAME", "all-MiniLM-L6-v2")
+EMBEDDINGS_DEVICE = env_str("EMBEDDINGS_DEVICE", "auto")
+EMBEDDINGS_BATCH_SIZE = env_int("EMBEDDINGS_BATCH_SIZE", 64)
+EMBEDDINGS_QUERY_TIMEOUT = env_int("EMBEDDINGS_QUERY_TIMEOUT", 5)
+# An item still unembedded this long after its embedding was asked for lost its message
+# (or its worker): the sweep asks again. Longer than an embedding task's time limit.
+EMBEDDINGS_REQUEUE_AFTER_SECONDS = 600
+ITEMS_MAX_BODY_BYTES = env_int("ITEMS_MAX_BODY_BYTES", 10 * 1024 * 1024)
+ITEMS_MAX_PER_REQUEST = env_int("ITEMS_MAX_PER_REQUEST", 1000)
 
 # --- HTTP API ------------------------------------------------------------------------------
 
@@ -198,6 +216,12 @@ STORAGES = {
 }
 # Serve static files straight from the apps when collectstatic has not run (local, tests).
 WHITENOISE_USE_FINDERS = True
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    # Plotly.js from the plotly package's own bundled file: no copy in the repo, no CDN.
+    "dashboards.staticfiles.PlotlyFinder",
+]
 
 LOGGING = {
     "version": 1,

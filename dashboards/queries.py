@@ -1,0 +1,290 @@
+"""Reads of dashboards: the user's dashboards, the URL state of a view, and panel data.
+
+Panel data comes from `analytics.queries.series.series_buckets` (dashboards run no SQL
+of their own) and becomes a Plotly figure through the pure `dashboards.figures`.
+"""
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import connection
+from django.db.models import Count, QuerySet
+from django.http import QueryDict
+from rest_framework.exceptions import ValidationError as ApiValidationError
+
+from analytics.queries.series import (
+    SeriesQuery,
+    SeriesResult,
+    TagFilter,
+    align_down,
+    align_up,
+    series_buckets,
+)
+from analytics.series_params import format_width, parse_bucket, parse_filter, parse_time
+from dashboards.figures import Figure, SeriesData, panel_figure
+from dashboards.models import Dashboard, Panel, Refresh
+
+VARIABLE_PARAM_PREFIX = "var-"
+MAX_VARIABLE_VALUES = 100
+MAX_VALUE_CHARS = 200
+# Presets of the range picker: label, `from` (the `to` of a preset is always `now`).
+RANGE_PRESETS: tuple[tuple[str, str], ...] = (
+    ("Last 15 minutes", "now-15m"),
+    ("Last 1 hour", "now-1h"),
+    ("Last 6 hours", "now-6h"),
+    ("Last 24 hours", "now-24h"),
+    ("Last 7 days", "now-7d"),
+    ("Last 30 days", "now-30d"),
+    ("Last 90 days", "now-90d"),
+    ("Last 1 year", "now-365d"),
+)
+
+User = AbstractBaseUser | AnonymousUser
+
+
+class ParamError(Exception):
+    """A URL parameter of a dashboard view is wrong; `param` names it."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(f"{param}: {message}")
+        self.param = param
+        self.message = message
+
+
+def _reraise(param: str, exc: ApiValidationError) -> ParamError:
+    detail: Any = exc.detail
+    if isinstance(detail, dict):
+        detail = next(iter(detail.values()), "")
+    if isinstance(detail, list):
+        detail = detail[0] if detail else ""
+    return ParamError(param, str(detail))
+
+
+def dashboards_for_user(*, user: Any) -> QuerySet[Dashboard]:
+    """Return the dashboards of every project `user` is a member of, with panel counts."""
+    return (
+        Dashboard.objects.filter(project__memberships__user=user)
+        .select_related("project")
+        .annotate(panel_count=Count("panels", distinct=True))
+        .order_by("project__name", "title")
+    )
+
+
+def dashboard_for_user(*, user: Any, project_slug: str, slug: str) -> Dashboard | None:
+    """Return the dashboard if `user` is a member of its project, else None (a 404)."""
+    return (
+        Dashboard.objects.filter(
+            project__slug=project_slug, slug=slug, project__memberships__user=user
+        )
+        .select_related("project")
+        .first()
+    )
+
+
+def panel_for_user(*, user: Any, project_slug: str, slug: str, panel_id: int) -> Panel | None:
+    """Return the panel with its dashboard and project, if `user` may see it, else None."""
+    return (
+        Panel.objects.filter(
+            pk=panel_id,
+            dashboard__slug=slug,
+            dashboard__project__slug=project_slug,
+            dashboard__project__memberships__user=user,
+        )
+        .select_related("dashboard__project")
+        .first()
+    )
+
+
+@dataclass(frozen=True)
+class ViewState:
+    """What the URL of a dashboard view says: range, auto-refresh and variable selections."""
+
+    range_from: str
+    range_to: str
+    start: datetime
+    end: datetime
+    refresh: str
+    # Only variables named in the URL; the others take their defaults.
+    selected: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def values_of(self, dashboard: Dashboard, name: str) -> tuple[str, ...]:
+        if name in self.selected:
+            return self.selected[name]
+        for variable in dashboard.variables:
+            if variable["name"] == name:
+                return tuple(variable.get("default", []))
+        return ()
+
+    def query_string(self, dashboard: Dashboard) -> str:
+        """Return the URL parameters that reproduce this state (for links and data URLs)."""
+        params = QueryDict(mutable=True)
+        params["from"], params["to"] = self.range_from, self.range_to
+        params["refresh"] = self.refresh
+        for variable in dashboard.variables:
+            name = variable["name"]
+            if name in self.selected:
+                params.setlist(VARIABLE_PARAM_PREFIX + name, list(self.selected[name]) or [""])
+        return params.urlencode()
+
+
+def parse_view_state(params: QueryDict, *, dashboard: Dashboard, now: datetime) -> ViewState:
+    """Read `from`, `to`, `refresh` and `var-<name>` (repeated) or raise ParamError."""
+    range_from = params.get("from") or dashboard.default_from
+    range_to = params.get("to") or dashboard.default_to
+    try:
+        start = parse_time(range_from, "from", now)
+    except ApiValidationError as exc:
+        raise _reraise("from", exc) from exc
+    try:
+        end = parse_time(range_to, "to", now)
+    except ApiValidationError as exc:
+        raise _reraise("to", exc) from exc
+    if end <= start:
+        raise ParamError("to", f"{range_to[:64]} must be after from ({range_from[:64]})")
+    refresh = params.get("refresh") or dashboard.refresh
+    if refresh not in Refresh.values:
+        raise ParamError("refresh", f"{refresh[:16]!r} is not one of {', '.join(Refresh.values)}")
+    selected: dict[str, tuple[str, ...]] = {}
+    for variable in dashboard.variables:
+        param = VARIABLE_PARAM_PREFIX + variable["name"]
+        if param not in params:
+            continue
+        values = tuple(dict.fromkeys(value for value in params.getlist(param) if value))
+        if len(values) > MAX_VARIABLE_VALUES:
+            raise ParamError(param, f"at most {MAX_VARIABLE_VALUES} values")
+        if any(len(value) > MAX_VALUE_CHARS or "\x00" in value for value in values):
+            raise ParamError(param, f"values must be at most {MAX_VALUE_CHARS} characters")
+        if len(values) > 1 and not variable.get("multi", True):
+            raise ParamError(param, "takes one value")
+        selected[variable["name"]] = values
+    return ViewState(range_from, range_to, start, end, refresh, selected)
+
+
+def panel_filters(panel: Panel, state: ViewState) -> tuple[TagFilter, ...]:
+    """Return the panel's tag filters with variables replaced by their selected values."""
+    filters: list[TagFilter] = []
+    for where in panel.filters:
+        test = parse_filter(where)
+        if len(test.values) == 1 and test.values[0].startswith("$"):
+            chosen = state.values_of(panel.dashboard, test.values[0][1:])
+            if not chosen:
+                continue  # nothing selected: the variable filters nothing
+            test = TagFilter(key=test.key, values=chosen, negate=test.negate)
+        filters.append(test)
+    return tuple(filters)
+
+
+def panel_bucket(panel: Panel, start: datetime, end: datetime) -> timedelta:
+    """Return the panel's bucket, widened to `auto` when it would give too many points."""
+    auto = parse_bucket("auto", start, end)
+    if panel.bucket == "auto":
+        return auto
+    width = parse_bucket(panel.bucket, start, end)
+    points = (align_up(end, width) - align_down(start, width)) / width
+    return width if points <= settings.SERIES_MAX_POINTS else max(width, auto)
+
+
+def panel_query(panel: Panel, state: ViewState) -> SeriesQuery:
+    """Return the series query a panel asks in a view state."""
+    return SeriesQuery(
+        project_id=panel.dashboard.project_id,
+        metric=panel.metric,
+        agg=panel.agg,  # type: ignore[arg-type]
+        start=state.start,
+        end=state.end,
+        bucket=panel_bucket(panel, state.start, state.end),
+        filters=panel_filters(panel, state),
+        group_by=panel.group_by or None,
+        limit=panel.limit,
+        compare=panel.compare or panel.kind == Panel.Kind.SINGLE_STAT,
+    )
+
+
+@contextmanager
+def _recording_sql(statements: list[str]) -> Iterator[None]:
+    """Record the text of every statement run inside, for the panel's inspector."""
+
+    def record(execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: Any) -> Any:
+        statements.append(
+            sql.as_string(context["connection"].connection)
+            if hasattr(sql, "as_string")
+            else str(sql)
+        )
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        yield
+
+
+@dataclass(frozen=True)
+class PanelData:
+    """A panel's answer: the figure to draw, what the inspector shows, and the series."""
+
+    figure: Figure
+    inspect: dict[str, Any]
+    result: SeriesResult
+    query: SeriesQuery
+
+
+def _where_text(test: TagFilter) -> str:
+    op = "!=" if test.negate else ":"
+    value = test.values[0] if len(test.values) == 1 else f"in({','.join(test.values)})"
+    return f"{test.key}{op}{value}"
+
+
+def panel_series(panel: Panel, state: ViewState) -> SeriesResult:
+    """Return the series answer of a panel in a view state (what its CSV holds)."""
+    return series_buckets(panel_query(panel, state))
+
+
+def panel_data(panel: Panel, state: ViewState) -> PanelData:
+    """Answer one panel in a view state: its series, its figure and its inspector."""
+    started = time.perf_counter()
+    query = panel_query(panel, state)
+    statements: list[str] = []
+    with _recording_sql(statements):
+        result = series_buckets(query)
+    previous = result.compare["series"] if result.compare else None
+    data = SeriesData(
+        metric=result.metric,
+        agg=result.agg,
+        bucket_ms=int(result.bucket.total_seconds() * 1000),
+        times=result.times,
+        series=result.series,
+        previous=previous if panel.kind in (Panel.Kind.LINE, Panel.Kind.SINGLE_STAT) else None,
+        unit=panel.unit,
+    )
+    # The panel's header carries the title; the chart keeps its room for the data.
+    figure = panel_figure(panel.kind, data, title="")
+    figure["layout"]["margin"] = {**figure["layout"].get("margin", {}), "t": 10}
+    figure["layout"]["uirevision"] = f"panel-{panel.pk}"  # keep legend clicks on refresh
+    inspect = {
+        "query": {
+            "metric": query.metric,
+            "agg": query.agg,
+            "from": state.range_from,
+            "to": state.range_to,
+            "start": result.start.isoformat(),
+            "end": result.end.isoformat(),
+            "bucket": format_width(query.bucket),
+            "where": [_where_text(test) for test in query.filters],
+            "group_by": query.group_by,
+            "limit": query.limit,
+            "compare": "previous_period" if query.compare else None,
+        },
+        "source": result.source,
+        "tier": result.source,
+        "series_ms": round(result.server_ms, 2),
+        "server_ms": round((time.perf_counter() - started) * 1000, 2),
+        "matched_series": result.matched_series,
+        "groups_total": result.groups_total,
+        "buckets": len(result.times),
+        "sql": result.queries or statements,
+    }
+    return PanelData(figure=figure, inspect=inspect, result=result, query=query)

@@ -1,0 +1,101 @@
+"""Server-rendered pages: the list of the user's dashboards and one dashboard's grid.
+
+The page renders the grid and the controls; the browser then fetches every panel's
+data (dashboards.api) in parallel and only draws the figures it gets.
+"""
+
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from dashboards.models import Refresh
+from dashboards.queries import (
+    RANGE_PRESETS,
+    VARIABLE_PARAM_PREFIX,
+    ParamError,
+    dashboard_for_user,
+    dashboards_for_user,
+    parse_view_state,
+)
+
+
+@login_required
+@require_GET
+def dashboard_list(request: HttpRequest) -> HttpResponse:
+    """List the dashboards of every project the user belongs to."""
+    dashboards = list(dashboards_for_user(user=request.user))
+    return render(request, "dashboards/list.html", {"dashboards": dashboards, "nav": "dashboards"})
+
+
+@login_required
+@require_GET
+def dashboard_view(request: HttpRequest, project_slug: str, slug: str) -> HttpResponse:
+    """Render one dashboard: range picker, auto-refresh, variables and the panel grid."""
+    dashboard = dashboard_for_user(user=request.user, project_slug=project_slug, slug=slug)
+    if dashboard is None:
+        raise Http404("no such dashboard in your projects")
+    context: dict[str, Any] = {"project": dashboard.project, "dashboard": dashboard}
+    try:
+        state = parse_view_state(request.GET, dashboard=dashboard, now=timezone.now())
+    except ParamError as error:
+        context.update(param=error.param, message=error.message)
+        return render(request, "dashboards/bad_request.html", context, status=400)
+    panels = list(dashboard.panels.all())
+    base = {"project_slug": project_slug, "slug": slug}
+    config = {
+        "project": project_slug,
+        "dashboard": slug,
+        "catalogUrl": reverse("catalog-tag-values"),
+        "panels": [
+            {
+                "id": panel.pk,
+                "kind": panel.kind,
+                "title": panel.title,
+                "dataUrl": reverse("dashboards:panel-data", kwargs={**base, "panel_id": panel.pk}),
+                "csvUrl": reverse("dashboards:panel-csv", kwargs={**base, "panel_id": panel.pk}),
+            }
+            for panel in panels
+        ],
+        "variables": [
+            {
+                "name": variable["name"],
+                "tag": variable["tag"],
+                "metric": variable["metric"],
+                "multi": variable.get("multi", True),
+                "param": VARIABLE_PARAM_PREFIX + variable["name"],
+            }
+            for variable in dashboard.variables
+        ],
+        "defaults": {
+            "from": dashboard.default_from,
+            "to": dashboard.default_to,
+            "refresh": dashboard.refresh,
+        },
+    }
+    variables = [
+        {
+            "name": variable["name"],
+            "label": variable.get("label") or variable["name"],
+            "multi": variable.get("multi", True),
+            "param": VARIABLE_PARAM_PREFIX + variable["name"],
+            "selected": state.values_of(dashboard, variable["name"]),
+        }
+        for variable in dashboard.variables
+    ]
+    context.update(
+        nav="dashboards",
+        panels=panels,
+        state=state,
+        presets=RANGE_PRESETS,
+        preset_selected=state.range_from if state.range_to == "now" else "",
+        refresh_choices=Refresh.choices,
+        variables=variables,
+        config=config,
+        query_string=state.query_string(dashboard),
+    )
+    return render(request, "dashboards/dashboard.html", context)
