@@ -2,7 +2,7 @@
 
 from django.urls import URLPattern, path
 
-from dashboards import api, views
+from dashboards import api, similar, views
 
 app_name = "dashboards"
 
@@ -19,4 +19,5 @@ urlpatterns: list[URLPattern] = [
         api.panel_csv_view,
         name="panel-csv",
     ),
+    path("p/<slug:project_slug>/similar/", similar.similar_page, name="similar"),
 ]
