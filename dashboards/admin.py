@@ -77,7 +77,7 @@ class DashboardAdmin(admin.ModelAdmin[Dashboard]):
                 name="dashboards_dashboard_import",
             )
         ]
-        return extra + super().get_urls()  # type: ignore[operator]
+        return extra + super().get_urls()
 
     def import_view(self, request: HttpRequest) -> HttpResponse:
         """Import a JSON document into a project; errors name the field at fault."""

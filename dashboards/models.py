@@ -183,7 +183,7 @@ class Dashboard(models.Model):
     def variable_names(self) -> set[str]:
         if not isinstance(self.variables, list):
             return set()
-        return {v.get("name") for v in self.variables if isinstance(v, dict)}
+        return {str(v.get("name")) for v in self.variables if isinstance(v, dict)}
 
 
 class Panel(models.Model):

@@ -4,14 +4,23 @@ The file is never copied into the repository: collectstatic and WhiteNoise both 
 it here as `plotly/plotly.min.js`, and pages work with no internet (no CDN).
 """
 
+from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
-import plotly
 from django.contrib.staticfiles.finders import BaseFinder
 from django.core.files.storage import FileSystemStorage
 
-PLOTLY_DIR = Path(plotly.__file__).resolve().parent / "package_data"
+
+def _plotly_dir() -> Path:
+    # Located, not imported: the plotly Python package is large and the web needs one file.
+    spec = find_spec("plotly")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the plotly package is not installed (see requirements.txt)")
+    return Path(spec.origin).resolve().parent / "package_data"
+
+
+PLOTLY_DIR = _plotly_dir()
 PLOTLY_FILE = "plotly.min.js"
 PREFIX = "plotly"
 
@@ -28,9 +37,15 @@ class PlotlyFinder(BaseFinder):
     def check(self, **kwargs: Any) -> list[Any]:
         return []
 
-    def find(self, path: str, find_all: bool = False, **kwargs: Any) -> str | list[str]:
+    @overload
+    def find(self, path: str, find_all: Literal[False] = False) -> str | None: ...
+
+    @overload
+    def find(self, path: str, find_all: Literal[True]) -> list[str]: ...
+
+    def find(self, path: str, find_all: bool = False) -> str | list[str] | None:
         if path != f"{PREFIX}/{PLOTLY_FILE}":
-            return [] if find_all else ""
+            return [] if find_all else None
         match = str(PLOTLY_DIR / PLOTLY_FILE)
         return [match] if find_all else match
 

@@ -10,6 +10,7 @@ from django.db import transaction
 
 from analytics.models import Membership
 from analytics.services import add_member, ensure_project
+from dashboards.services import ensure_demo_dashboards
 
 DEMO_SLUG = "demo"
 
@@ -43,6 +44,7 @@ class Command(BaseCommand):
                 user.set_password(password)
                 user.save(update_fields=["password"])
             add_member(project=project, user=user, role=Membership.Role.ADMIN)
+            ensure_demo_dashboards(project=project)
         self.stdout.write(
             f"demo project '{project.slug}', login {user.get_username()} / {password}"
         )
