@@ -36,6 +36,13 @@ VARIABLES: dict[str, str] = {
     "RETENTION_1H_DAYS": "days 1-hour rollups are kept (0: forever)",
     "RETENTION_1D_DAYS": "days 1-day rollups are kept (0: forever)",
     "SERIES_MAX_POINTS": "most buckets one series query may return",
+    "EMBEDDINGS_MODEL_DIR": "sentence-transformers model folder of the encoder (default: the packaged all-MiniLM-L6-v2)",
+    "EMBEDDINGS_MODEL_NAME": "name stored with each embedding; changing it re-embeds every item",
+    "EMBEDDINGS_DEVICE": "encoder device in embedding workers: auto, cpu, cuda or cuda:N",
+    "EMBEDDINGS_BATCH_SIZE": "items an embedding task claims, encodes and writes together",
+    "EMBEDDINGS_QUERY_TIMEOUT": "seconds the web waits for a worker to encode a free-text query (then 503)",
+    "ITEMS_MAX_BODY_BYTES": "largest request body accepted by POST /api/v1/items",
+    "ITEMS_MAX_PER_REQUEST": "most items in one POST /api/v1/items",
 }
 
 

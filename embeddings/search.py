@@ -1,0 +1,197 @@
+"""Search by example: resolve the examples to vectors, combine them, find the nearest items.
+
+Free-text examples are encoded by an embedding worker through a Celery call with a
+short timeout, so the web tier never loads torch; the vectors are cached in Redis by
+model and text, so repeating a search (paging, a changed filter) needs no worker.
+"""
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+from django.conf import settings
+from django.core.cache import cache
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import RedisError
+
+from analytics.celery import app
+from analytics.queries.item_trends import ItemTrends, item_trends
+from embeddings.queries import Neighbours, combine_examples, example_vectors, nearest_items
+from embeddings.validation import AttributeFilter, Example, SearchRequest, TrendRequest
+
+logger = logging.getLogger(__name__)
+
+QUERY_VECTOR_TTL_S = 24 * 3600
+# Below this norm the combined query points nowhere (like and unlike cancel out).
+MIN_QUERY_NORM = 1e-6
+
+
+class SearchRefused(Exception):
+    """A search that cannot be answered as asked: status, message, and what was at fault."""
+
+    def __init__(self, status: int, error: str, detail: list[dict[str, str]] | None = None):
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.detail = detail or []
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    neighbours: Neighbours
+    trends: ItemTrends | None
+
+
+def _cache_key(model: str, text: str) -> str:
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return f"query-vector:{model}:{digest}"
+
+
+def text_vectors(texts: Sequence[str], *, model: str) -> list[np.ndarray]:
+    """Return the embeddings of `texts`: from the cache, else from one worker call.
+
+    Raises SearchRefused(503) when no worker answers within EMBEDDINGS_QUERY_TIMEOUT.
+    """
+    keys = [_cache_key(model, text) for text in texts]
+    try:
+        cached: dict[str, Any] = cache.get_many(keys) if keys else {}
+    except RedisError:
+        logger.warning("query vector cache unavailable", exc_info=True)
+        cached = {}
+    missing = [text for text, key in zip(texts, keys, strict=True) if key not in cached]
+    if missing:
+        timeout = settings.EMBEDDINGS_QUERY_TIMEOUT
+        try:
+            # `expires`: a worker that picks the message up after we gave up drops it.
+            pending = app.send_task("embeddings.encode_query", args=[missing], expires=timeout)
+            vectors = pending.get(timeout=timeout)
+        except (CeleryTimeoutError, BrokerError, RedisError) as exc:
+            logger.warning("free-text query not encoded: %s", exc.__class__.__name__)
+            raise SearchRefused(
+                503,
+                f"no embedding worker answered within {timeout} s; free-text examples need "
+                "a worker consuming the 'embeddings' queue (item examples work without one)",
+            ) from exc
+        except Exception as exc:  # the worker's own error, re-raised here by Celery
+            logger.exception("the embedding worker failed to encode a query")
+            raise SearchRefused(
+                503, f"the embedding worker failed to encode the text ({exc.__class__.__name__})"
+            ) from exc
+        fresh = {
+            _cache_key(model, text): vector for text, vector in zip(missing, vectors, strict=True)
+        }
+        try:
+            cache.set_many(fresh, timeout=QUERY_VECTOR_TTL_S)
+        except RedisError:
+            logger.warning("query vectors not cached", exc_info=True)
+        cached.update(fresh)
+    return [np.asarray(cached[key], dtype=np.float32) for key in keys]
+
+
+def _item_examples(
+    *, project_id: int, examples: Sequence[Example], model: str
+) -> dict[str, np.ndarray]:
+    """Return the vectors of item examples; refuse unknown (422) or unembedded (409) ones."""
+    wanted = [e for e in examples if e.external_id is not None]
+    found = example_vectors(
+        project_id=project_id, external_ids=[e.external_id or "" for e in wanted], model=model
+    )
+    unknown = [e for e in wanted if e.external_id not in found]
+    if unknown:
+        raise SearchRefused(
+            422,
+            f"{unknown[0].field}: no item {unknown[0].external_id!r} in this project",
+            [{"field": e.field, "error": f"no item {e.external_id!r}"} for e in unknown],
+        )
+    waiting = [e for e in wanted if found[e.external_id or ""].vector is None]
+    if waiting:
+        raise SearchRefused(
+            409,
+            f"{waiting[0].field}: item {waiting[0].external_id!r} is not embedded yet; retry "
+            "shortly",
+            [
+                {"field": e.field, "error": f"item {e.external_id!r} not embedded yet"}
+                for e in waiting
+            ],
+        )
+    return {
+        external_id: example.vector
+        for external_id, example in found.items()
+        if example.vector is not None
+    }
+
+
+def _trends(*, project_id: int, trend: TrendRequest | None, neighbours: Neighbours) -> Any:
+    if trend is None:
+        return None
+    end = datetime.now(UTC)
+    return item_trends(
+        project_id=project_id,
+        metric=trend.metric,
+        items=[n.external_id for n in neighbours.results],
+        agg=trend.agg,
+        start=end - trend.range,
+        end=end,
+    )
+
+
+def similar_items(
+    *,
+    project_id: int,
+    external_id: str,
+    k: int,
+    where: Sequence[AttributeFilter],
+    trend: TrendRequest | None,
+    model: str,
+) -> SearchOutcome:
+    """Return the items most similar to one item of the project (itself excluded)."""
+    example = Example(field="external_id", external_id=external_id)
+    vectors = _item_examples(project_id=project_id, examples=[example], model=model)
+    neighbours = nearest_items(
+        project_id=project_id,
+        vector=vectors[external_id],
+        k=k,
+        model=model,
+        where=where,
+        exclude=[external_id],
+    )
+    return SearchOutcome(
+        neighbours, _trends(project_id=project_id, trend=trend, neighbours=neighbours)
+    )
+
+
+def search_by_examples(*, project_id: int, request: SearchRequest, model: str) -> SearchOutcome:
+    """Answer POST /api/v1/search: positive and negative examples, items or free text."""
+    examples = [*request.like, *request.unlike]
+    by_item = _item_examples(project_id=project_id, examples=examples, model=model)
+    texts = list(dict.fromkeys(e.text for e in examples if e.text is not None))
+    by_text = dict(zip(texts, text_vectors(texts, model=model), strict=True)) if texts else {}
+
+    def vector(example: Example) -> np.ndarray:
+        if example.text is not None:
+            return by_text[example.text]
+        return by_item[example.external_id or ""]
+
+    query = combine_examples([vector(e) for e in request.like], [vector(e) for e in request.unlike])
+    if float(np.linalg.norm(query)) < MIN_QUERY_NORM:
+        raise SearchRefused(
+            422,
+            "like and unlike cancel out: the combined query vector is zero",
+            [{"field": "unlike", "error": "cancels the positive examples"}],
+        )
+    neighbours = nearest_items(
+        project_id=project_id,
+        vector=query,
+        k=request.k,
+        model=model,
+        where=request.where,
+        exclude=[e.external_id for e in examples if e.external_id is not None],
+    )
+    return SearchOutcome(
+        neighbours, _trends(project_id=project_id, trend=request.trend, neighbours=neighbours)
+    )

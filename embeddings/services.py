@@ -1,0 +1,292 @@
+"""Writes of items and their embeddings: upsert, delete, embed, sweep and re-embed.
+
+An item needs an embedding while `embedded_hash <> content_hash` or its
+`embedding_model` is not the current one. Whoever changes that (an upsert, a re-embed)
+asks for embeddings after the transaction commits; `embed_items` claims rows with
+`FOR UPDATE SKIP LOCKED`, so two workers never compute the same item at once, and a
+killed worker's claims vanish with its connection. The sweep re-asks for items whose
+request is long past, so a lost message delays an embedding but never loses it.
+"""
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+import numpy as np
+import orjson
+from django.db import connection, transaction
+from pgvector import Vector
+from psycopg import sql
+
+from analytics.celery import app
+from analytics.platform_metrics import (
+    EMBEDDING_BACKLOG,
+    EMBEDDINGS_COMPUTED,
+    record_platform_metric,
+)
+from embeddings.validation import ItemInput, embedding_input
+
+logger = logging.getLogger(__name__)
+
+# Ids per embedding message: big enough to amortise a task, small enough that a
+# worker killed mid-task loses little and free-text queries never wait long behind it.
+IDS_PER_TASK = 256
+# Redis priorities: 0 is served first. Free-text queries (sent with the default 0) pass
+# a backlog of embedding batches, which go at this lower priority.
+EMBED_PRIORITY = 6
+SWEEP_LIMIT = 20_000
+
+Encode = Callable[[list[str]], np.ndarray]
+
+_NEEDS_EMBEDDING = "(embedded_hash <> content_hash OR embedding_model <> %(model)s)"
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    created: list[str]
+    updated: list[str]
+    unchanged: list[str]
+    queued: list[int]  # item ids whose embedding was asked for
+
+
+@dataclass
+class EmbedResult:
+    embedded: int = 0
+    skipped: int = 0  # done already, or being embedded by another worker right now
+    seconds: float = 0.0
+    item_ids: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    requested: int
+    backlog: dict[int, int]  # project id -> items waiting for an embedding
+
+
+def _chunks(values: Sequence[int], size: int) -> Iterable[list[int]]:
+    for start in range(0, len(values), size):
+        yield list(values[start : start + size])
+
+
+def send_embedding_requests(item_ids: Sequence[int]) -> int:
+    """Queue embedding tasks for `item_ids`; return how many messages were sent.
+
+    Called after commit only: a worker must find the committed rows.
+    """
+    sent = 0
+    for chunk in _chunks(sorted(item_ids), IDS_PER_TASK):
+        app.send_task("embeddings.embed_items", args=[chunk], priority=EMBED_PRIORITY)
+        sent += 1
+    return sent
+
+
+def request_embeddings_on_commit(item_ids: Sequence[int]) -> None:
+    """Ask for embeddings once the current transaction commits (never if it rolls back).
+
+    `robust`: a broker outage at that moment is logged, not raised, because the items
+    are already committed; the sweep asks again later.
+    """
+    if item_ids:
+        transaction.on_commit(partial(send_embedding_requests, list(item_ids)), robust=True)
+
+
+_UPSERT = """
+INSERT INTO embeddings_item AS i (project_id, external_id, title, text, attributes, content_hash,
+    embedded_hash, embedding_model, embedding_requested_at, created_at, updated_at)
+SELECT %(project)s, u.external_id, u.title, u.text, u.attributes::jsonb, u.content_hash,
+       '', '', now(), now(), now()
+FROM unnest(%(ids)s::text[], %(titles)s::text[], %(texts)s::text[], %(attributes)s::text[],
+            %(hashes)s::text[]) AS u(external_id, title, text, attributes, content_hash)
+ON CONFLICT (project_id, external_id) DO UPDATE SET
+    title = excluded.title,
+    text = excluded.text,
+    attributes = excluded.attributes,
+    content_hash = excluded.content_hash,
+    updated_at = now(),
+    embedding_requested_at = CASE
+        WHEN excluded.content_hash <> i.embedded_hash OR i.embedding_model <> %(model)s THEN now()
+        ELSE i.embedding_requested_at END
+WHERE (i.title, i.text, i.attributes) IS DISTINCT FROM
+      (excluded.title, excluded.text, excluded.attributes)
+RETURNING i.id, i.external_id, i.xmax = 0,
+          i.embedded_hash <> i.content_hash OR i.embedding_model <> %(model)s"""
+
+
+def upsert_items(*, project_id: int, items: Sequence[ItemInput], model: str) -> UpsertResult:
+    """Create or replace items by external id, in one statement; ask for their embeddings.
+
+    Omitted fields were already filled with their defaults: an upsert replaces the whole
+    item. Rows whose title, text and attributes are unchanged are not written at all.
+    """
+    # One order for every writer, so two overlapping batches cannot deadlock.
+    ordered = sorted(items, key=lambda item: item.external_id)
+    params: dict[str, Any] = {
+        "project": project_id,
+        "model": model,
+        "ids": [item.external_id for item in ordered],
+        "titles": [item.title for item in ordered],
+        "texts": [item.text for item in ordered],
+        "attributes": [orjson.dumps(item.attributes).decode() for item in ordered],
+        "hashes": [item.content_hash for item in ordered],
+    }
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_UPSERT, params)
+        rows = cursor.fetchall()
+        queued = [item_id for item_id, _, _, needs in rows if needs]
+        request_embeddings_on_commit(queued)
+    written = {external_id for _, external_id, _, _ in rows}
+    return UpsertResult(
+        created=sorted(external_id for _, external_id, inserted, _ in rows if inserted),
+        updated=sorted(external_id for _, external_id, inserted, _ in rows if not inserted),
+        unchanged=[item.external_id for item in ordered if item.external_id not in written],
+        queued=queued,
+    )
+
+
+def delete_item(*, project_id: int, external_id: str) -> bool:
+    """Delete one item of the project; return whether it existed."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM embeddings_item WHERE project_id = %s AND external_id = %s",
+            [project_id, external_id],
+        )
+        return bool(cursor.rowcount)
+
+
+_CLAIM = f"""
+SELECT id, project_id, title, text, content_hash FROM embeddings_item
+WHERE id = ANY(%(ids)s) AND {_NEEDS_EMBEDDING}
+ORDER BY id
+FOR UPDATE SKIP LOCKED"""
+
+_WRITE = """
+UPDATE embeddings_item AS i
+SET embedding = v.embedding::vector, embedded_hash = v.content_hash,
+    embedding_model = %(model)s, embedded_at = now()
+FROM unnest(%(ids)s::bigint[], %(hashes)s::text[], %(vectors)s::text[])
+     AS v(id, content_hash, embedding)
+WHERE i.id = v.id AND i.content_hash = v.content_hash"""
+
+
+def embed_items(
+    *, item_ids: Sequence[int], encode: Encode, model: str, batch_size: int
+) -> EmbedResult:
+    """Embed those of `item_ids` that need it, `batch_size` at a time; idempotent.
+
+    Each batch is claimed, encoded and written in one transaction: the row locks keep
+    other workers off these items until the vectors are committed, and vanish with
+    the connection if this process dies, so the sweep can hand them to another.
+    """
+    started = time.perf_counter()
+    result = EmbedResult()
+    unique = sorted(set(item_ids))
+    for chunk in _chunks(unique, max(1, batch_size)):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(_CLAIM, {"ids": chunk, "model": model})
+            rows = cursor.fetchall()
+            result.skipped += len(chunk) - len(rows)
+            if not rows:
+                continue
+            vectors = encode([embedding_input(title, text) for _, _, title, text, _ in rows])
+            cursor.execute(
+                _WRITE,
+                {
+                    "model": model,
+                    "ids": [row[0] for row in rows],
+                    "hashes": [row[4] for row in rows],
+                    "vectors": [Vector(vector).to_text() for vector in vectors],
+                },
+            )
+            result.embedded += cursor.rowcount
+            result.item_ids.extend(row[0] for row in rows)
+            per_project = Counter(row[1] for row in rows)
+            transaction.on_commit(partial(_record_computed, per_project), robust=True)
+    result.seconds = time.perf_counter() - started
+    logger.info(
+        "embedded %d items (%d skipped) in %.2f s with %s",
+        result.embedded,
+        result.skipped,
+        result.seconds,
+        model,
+    )
+    return result
+
+
+def _record_computed(per_project: Counter[int]) -> None:
+    for project_id, count in per_project.items():
+        record_platform_metric(project_id=project_id, metric=EMBEDDINGS_COMPUTED, value=count)
+
+
+_SWEEP = f"""
+UPDATE embeddings_item SET embedding_requested_at = now()
+WHERE id IN (
+    SELECT id FROM embeddings_item
+    WHERE {_NEEDS_EMBEDDING}
+      AND (embedding_requested_at IS NULL OR embedding_requested_at < now() - %(after)s)
+    ORDER BY id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED)
+RETURNING id"""
+
+_BACKLOG = f"""
+SELECT project_id, count(*) FILTER (WHERE {_NEEDS_EMBEDDING})
+FROM embeddings_item GROUP BY project_id"""
+
+
+def sweep_embeddings(
+    *, model: str, requeue_after: timedelta, limit: int = SWEEP_LIMIT
+) -> SweepResult:
+    """Ask again for embeddings that were asked for before `requeue_after` and are missing.
+
+    Items being embedded right now are locked and skipped. Each project's backlog is
+    recorded as the `platform.embedding_backlog` gauge.
+    """
+    params: dict[str, Any] = {"model": model, "after": requeue_after, "limit": limit}
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_SWEEP, params)
+        ids = [row[0] for row in cursor.fetchall()]
+        request_embeddings_on_commit(ids)
+        cursor.execute(_BACKLOG, params)
+        backlog = dict(cursor.fetchall())
+    for project_id, waiting in backlog.items():
+        record_platform_metric(project_id=project_id, metric=EMBEDDING_BACKLOG, value=waiting)
+    if ids:
+        logger.info("sweep asked again for %d embeddings", len(ids))
+    return SweepResult(requested=len(ids), backlog=backlog)
+
+
+def mark_for_reembedding(
+    *, model: str, project_id: int | None = None, force: bool = False
+) -> list[int]:
+    """Return the ids of items to embed with `model` (all of them with `force`).
+
+    `force` forgets the content hash of current embeddings, so even items already
+    embedded with this model are computed again; their old vectors stay searchable
+    until replaced.
+    """
+    query = sql.SQL(
+        "UPDATE embeddings_item SET embedding_requested_at = now(){reset} WHERE {condition}{scope} RETURNING id"
+    ).format(
+        reset=sql.SQL(", embedded_hash = ''" if force else ""),
+        condition=sql.SQL("TRUE" if force else _NEEDS_EMBEDDING),
+        scope=sql.SQL(" AND project_id = %(project)s" if project_id is not None else ""),
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(query, {"model": model, "project": project_id})
+        return sorted(row[0] for row in cursor.fetchall())
+
+
+def pending_embeddings(*, model: str, item_ids: Sequence[int]) -> int:
+    """Return how many of `item_ids` still wait for an embedding with `model`."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*) FROM embeddings_item WHERE id = ANY(%(ids)s) AND {_NEEDS_EMBEDDING}",
+            {"ids": list(item_ids), "model": model},
+        )
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0

@@ -1,0 +1,67 @@
+"""Celery tasks of embeddings: thin wrappers that call a service (queue: `embeddings`)."""
+
+from datetime import timedelta
+from typing import Any
+
+from celery import shared_task
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+
+from embeddings import services
+from embeddings.worker import encode_texts, model_name
+
+# Hard limits leave the soft one time to roll the transaction back cleanly.
+EMBED_SOFT_LIMIT_S = 240
+EMBED_HARD_LIMIT_S = 300
+QUERY_SOFT_LIMIT_S = 20
+QUERY_HARD_LIMIT_S = 30
+
+
+@shared_task(
+    name="embeddings.embed_items",
+    acks_late=True,
+    # A database that drops out is worth three more tries; anything else is a bug
+    # (and the sweep brings the items back once it is fixed).
+    autoretry_for=(OperationalError, InterfaceError),
+    max_retries=3,
+    retry_backoff=5,
+    retry_jitter=True,
+    soft_time_limit=EMBED_SOFT_LIMIT_S,
+    time_limit=EMBED_HARD_LIMIT_S,
+)
+def embed_items_task(item_ids: list[int]) -> dict[str, Any]:
+    """Embed the items among `item_ids` that need it (idempotent)."""
+    result = services.embed_items(
+        item_ids=item_ids,
+        encode=encode_texts,
+        model=model_name(),
+        batch_size=settings.EMBEDDINGS_BATCH_SIZE,
+    )
+    return {
+        "embedded": result.embedded,
+        "skipped": result.skipped,
+        "item_ids": result.item_ids,
+        "seconds": round(result.seconds, 3),
+    }
+
+
+@shared_task(
+    name="embeddings.encode_query",
+    # A query nobody waits for any more is not worth redelivering.
+    acks_late=False,
+    soft_time_limit=QUERY_SOFT_LIMIT_S,
+    time_limit=QUERY_HARD_LIMIT_S,
+)
+def encode_query_task(texts: list[str]) -> list[list[float]]:
+    """Return the embeddings of free-text search examples, for the web tier."""
+    return [vector.tolist() for vector in encode_texts(texts)]
+
+
+@shared_task(name="embeddings.sweep", time_limit=120, soft_time_limit=100)
+def sweep_task() -> dict[str, Any]:
+    """Ask again for embeddings whose message was lost; record each project's backlog."""
+    result = services.sweep_embeddings(
+        model=model_name(),
+        requeue_after=timedelta(seconds=settings.EMBEDDINGS_REQUEUE_AFTER_SECONDS),
+    )
+    return {"requested": result.requested, "backlog": sum(result.backlog.values())}

@@ -1,0 +1,86 @@
+"""The encoder inside embedding workers: loaded once per worker process, after the fork.
+
+Nothing here imports torch at import time (the web imports this module through the
+tasks). A worker that consumes the `embeddings` queue starts loading the model in a
+background thread as soon as each pool process starts, so the first free-text query
+does not pay for it; any other process loads it on first use, if ever.
+"""
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from celery.signals import celeryd_after_setup, worker_process_init
+from django.conf import settings
+
+if TYPE_CHECKING:
+    from embeddings.encoder import SentenceEncoder
+
+logger = logging.getLogger(__name__)
+
+EMBEDDINGS_QUEUE = "embeddings"
+
+_lock = threading.Lock()
+_encoder: "SentenceEncoder | None" = None
+# Set in the worker's parent before the pool forks; the children inherit it.
+_consumes_embeddings = False
+
+
+def model_name() -> str:
+    """Return the name stored with (and searched among) current embeddings."""
+    return str(settings.EMBEDDINGS_MODEL_NAME)
+
+
+def get_encoder() -> "SentenceEncoder":
+    """Return this process's encoder, loading it on the first call."""
+    global _encoder
+    if _encoder is not None:
+        return _encoder
+    with _lock:
+        if _encoder is None:
+            # Imported here: torch must never load in the web tier or a worker's parent.
+            from embeddings.encoder import load_encoder
+
+            started = time.perf_counter()
+            _encoder = load_encoder(
+                settings.EMBEDDINGS_MODEL_DIR or None,
+                name=model_name(),
+                device=settings.EMBEDDINGS_DEVICE,
+            )
+            logger.info(
+                "encoder %s loaded on %s in %.1f s",
+                _encoder.model_name,
+                _encoder.device,
+                time.perf_counter() - started,
+            )
+    return _encoder
+
+
+def encode_texts(texts: list[str]) -> np.ndarray:
+    """Return unit vectors (len(texts), dimensions) for `texts`."""
+    return get_encoder().encode(texts)
+
+
+@celeryd_after_setup.connect
+def _note_queues(sender: object = None, instance: Any = None, **_: object) -> None:
+    """Remember, in the parent, whether this worker serves the embeddings queue."""
+    global _consumes_embeddings
+    queues = getattr(getattr(instance, "app", None), "amqp", None)
+    names = set(queues.queues.consume_from) if queues is not None else set()
+    _consumes_embeddings = EMBEDDINGS_QUEUE in names
+
+
+def _preload() -> None:
+    try:
+        get_encoder()
+    except Exception:  # a broken model is reported again by the first task that needs it
+        logger.exception("loading the encoder in the background failed")
+
+
+@worker_process_init.connect
+def _start_preload(**_: object) -> None:
+    """Load the model in a pool process of an embeddings worker without delaying its start."""
+    if _consumes_embeddings:
+        threading.Thread(target=_preload, name="encoder-preload", daemon=True).start()
