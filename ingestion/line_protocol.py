@@ -8,6 +8,7 @@ string field values. Each field becomes the metric `measurement.field` (or
 (`1u`) and booleans (stored as 1 and 0) become points; string fields are skipped.
 """
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -30,6 +31,10 @@ _FALSE = {"f", "F", "false", "False", "FALSE"}
 # Line-protocol points have no client id: series + timestamp is their identity, as in
 # InfluxDB, so a retried batch is recognised as duplicates (see migrations_sql/0003).
 LINE_PROTOCOL_EVENT_ID = ""
+# ASCII digits only: str.isdigit() also accepts '²' and '٣', which int() then refuses.
+_INTEGER = re.compile(r"-?[0-9]+")
+# Longer digit strings are out of range anyway, and int() refuses past 4300 digits.
+_MAX_DIGITS = 24
 
 
 class _Unterminated(Invalid):
@@ -95,12 +100,12 @@ def _field_value(raw: str, field: str) -> float | None:
     last = raw[-1]
     if last in "iu":
         digits = raw[:-1]
-        if not digits.lstrip("-").isdigit() or (last == "u" and digits.startswith("-")):
+        if not _INTEGER.fullmatch(digits) or (last == "u" and digits.startswith("-")):
             kind = "integer" if last == "i" else "unsigned integer"
-            raise Invalid(f"{field}: {raw!r} is not a valid {kind}")
-        number = int(digits)
+            raise Invalid(f"{field}: {raw[:64]!r} is not a valid {kind}")
+        number = int(digits) if len(digits) <= _MAX_DIGITS else 2**64
         if (last == "i" and not -(2**63) <= number < 2**63) or (last == "u" and number >= 2**64):
-            raise Invalid(f"{field}: {raw!r} is out of range")
+            raise Invalid(f"{field}: {raw[:64]!r} is out of range")
         return float(number)
     try:
         number_value = float(raw)
@@ -114,9 +119,9 @@ def _field_value(raw: str, field: str) -> float | None:
 def _timestamp(raw: str, precision: str, window: TimeWindow) -> datetime:
     if not raw:
         return window.now
-    if not raw.lstrip("-").isdigit():
+    if not _INTEGER.fullmatch(raw):
         raise Invalid(f"timestamp: {raw[:64]!r} is not an integer")
-    number = int(raw)
+    number = int(raw) if len(raw) <= _MAX_DIGITS else 10**_MAX_DIGITS
     try:
         if precision == "ns":
             moment = EPOCH + timedelta(microseconds=number // 1000)
@@ -127,23 +132,28 @@ def _timestamp(raw: str, precision: str, window: TimeWindow) -> datetime:
         else:
             moment = EPOCH + timedelta(seconds=number)
     except OverflowError as exc:
-        raise Invalid(f"timestamp: {raw} is out of range for precision {precision}") from exc
+        raise Invalid(f"timestamp: {raw[:64]} is out of range for precision {precision}") from exc
     return window.check(moment, "timestamp")
 
 
 def _fields_end(line: str, start: int) -> int:
     """Return the index just after the field set, honouring quoted string values."""
     i, n = start, len(line)
-    in_string = False
+    # Quotes open strings in field values only; in a field key they are plain characters
+    # (as in InfluxDB's own parser).
+    in_string = in_value = False
     while i < n:
         char = line[i]
         if char == "\\" and i + 1 < n:
             i += 2
             continue
-        if char == '"':
+        if char == '"' and (in_string or in_value):
             in_string = not in_string
-        elif char == " " and not in_string:
-            return i
+        elif not in_string:
+            if char == " ":
+                return i
+            if char in "=,":
+                in_value = char == "="
         i += 1
     if in_string:
         raise _Unterminated("field set: unterminated string value")
