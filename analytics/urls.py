@@ -1,5 +1,6 @@
 """URL configuration of the whole project."""
 
+from django.apps import apps
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -29,6 +30,10 @@ urlpatterns = [
     path("api/v1/catalog/tag-values", TagValueCatalogView.as_view(), name="catalog-tag-values"),
 ]
 
+# Silk is installed only by staging and local settings with SILK_ENABLED=1 (never in
+# production or tests); /silk/ exists only then, for staff only.
+if apps.is_installed("silk"):
+    urlpatterns.append(path("silk/", include("silk.urls", namespace="silk")))
 
 handler400 = "analytics.error_views.bad_request"
 handler403 = "analytics.error_views.permission_denied"
