@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection
 from django.db.models import Count, QuerySet
 from django.http import QueryDict
@@ -24,6 +23,7 @@ from analytics.queries.series import (
     TagFilter,
     align_down,
     align_up,
+    epoch_ms,
     series_buckets,
 )
 from analytics.series_params import format_width, parse_bucket, parse_filter, parse_time
@@ -44,8 +44,6 @@ RANGE_PRESETS: tuple[tuple[str, str], ...] = (
     ("Last 90 days", "now-90d"),
     ("Last 1 year", "now-365d"),
 )
-
-User = AbstractBaseUser | AnonymousUser
 
 
 class ParamError(Exception):
@@ -99,6 +97,11 @@ def panel_for_user(*, user: Any, project_slug: str, slug: str, panel_id: int) ->
         .select_related("dashboard__project")
         .first()
     )
+
+
+def dashboard_panels(*, dashboard: Dashboard) -> list[Panel]:
+    """Return the dashboard's panels in grid order (top to bottom, left to right)."""
+    return list(dashboard.panels.all())
 
 
 @dataclass(frozen=True)
@@ -263,7 +266,14 @@ def panel_data(panel: Panel, state: ViewState) -> PanelData:
     # The panel's header carries the title; the chart keeps its room for the data.
     figure = panel_figure(panel.kind, data, title="")
     figure["layout"]["margin"] = {**figure["layout"].get("margin", {}), "t": 10}
-    figure["layout"]["uirevision"] = f"panel-{panel.pk}"  # keep legend clicks on refresh
+    # Auto-refresh keeps legend clicks; a new range (a zoom, a preset) resets the view.
+    figure["layout"]["uirevision"] = f"{panel.pk}|{state.range_from}|{state.range_to}"
+    xaxis = figure["layout"].get("xaxis")
+    if isinstance(xaxis, dict) and xaxis.get("type") == "date":
+        # The whole range, not just the buckets with data: every panel lines up, and
+        # empty stretches at either end stay visible as gaps.
+        half = data.bucket_ms // 2
+        xaxis["range"] = [epoch_ms(result.start) - half, epoch_ms(result.end) - half]
     inspect = {
         "query": {
             "metric": query.metric,

@@ -19,6 +19,7 @@ from dashboards.queries import (
     VARIABLE_PARAM_PREFIX,
     ParamError,
     dashboard_for_user,
+    dashboard_panels,
     dashboards_for_user,
     parse_view_state,
 )
@@ -45,7 +46,7 @@ def dashboard_view(request: HttpRequest, project_slug: str, slug: str) -> HttpRe
     except ParamError as error:
         context.update(param=error.param, message=error.message)
         return render(request, "dashboards/bad_request.html", context, status=400)
-    panels = list(dashboard.panels.all())
+    panels = dashboard_panels(dashboard=dashboard)
     base = {"project_slug": project_slug, "slug": slug}
     config = {
         "project": project_slug,

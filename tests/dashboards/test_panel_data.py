@@ -37,6 +37,11 @@ def test_line_panel_answers_figure_and_inspector(dash_client, dashboard):
     assert traces["eu"]["connectgaps"] is False
     assert traces["us"]["y"] == [3.0] * 60  # 200 and 500 summed
     assert traces["us"]["x"][0] == ms(BASE)
+    # The axis spans the whole range (half a bucket of margin), not only the data.
+    assert body["figure"]["layout"]["xaxis"]["range"] == [
+        ms(BASE) - 30_000,
+        ms(BASE + 60 * MINUTE) - 30_000,
+    ]
     inspect = body["inspect"]
     assert inspect["query"]["metric"] == "http.requests"
     assert inspect["query"]["bucket"] == "1m"
@@ -139,6 +144,8 @@ def test_other_projects_panels_answer_404(dash_client, dashboard, other_project)
         wrong = panel_url(dashboard, 0, suffix).replace(f"/{mine}/", f"/{their}/")
         assert dash_client.get(wrong).status_code == 404
         assert dash_client.get(f"/p/acme/dashboards/nope/panels/{mine}/{suffix}").status_code == 404
+        huge = panel_url(dashboard, 0, suffix).replace(f"/{mine}/", f"/{10**30}/")
+        assert dash_client.get(huge).status_code == 404
 
 
 def test_anonymous_data_requests_go_to_login(client, dashboard):
