@@ -34,6 +34,10 @@ def _with_redis_db(url: str, db: int) -> str:
 
 _TEST_REDIS_DB = env_int("TEST_REDIS_DB", 2)
 CELERY_BROKER_URL = _with_redis_db(CELERY_BROKER_URL, _TEST_REDIS_DB)  # noqa: F405
+# Celery prefers the CELERY_BROKER_URL environment variable to the setting, so the test
+# broker is written back there too (worker subprocesses inherit it); otherwise tests would
+# share the stack's broker database with every other worker.
+os.environ["CELERY_BROKER_URL"] = CELERY_BROKER_URL
 REDIS_URL = _with_redis_db(REDIS_URL, _TEST_REDIS_DB + 1)  # noqa: F405
 CELERY_RESULT_BACKEND = REDIS_URL
 CACHES["default"]["LOCATION"] = REDIS_URL  # noqa: F405
