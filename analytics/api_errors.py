@@ -3,6 +3,7 @@
 import logging
 from typing import Any
 
+import psycopg
 from django.db import OperationalError
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -39,9 +40,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     """Render every API error in the platform's shape.
 
     An unreachable or restarting database is a 503 with Retry-After, never a 500:
-    nothing was acknowledged, and the client should simply retry.
+    nothing was acknowledged, and the client should simply retry. The COPY path works on
+    the raw psycopg connection, whose errors Django does not wrap, so those count too.
     """
-    if isinstance(exc, OperationalError):
+    if isinstance(exc, (OperationalError, psycopg.OperationalError)):
         logger.warning("database unavailable: %s", str(exc).strip())
         return Response(
             error_body("the database is unavailable; nothing was written, retry later"),

@@ -1,0 +1,172 @@
+"""Plain HTTP clients of the fault tests: batches with event ids, retried with the same key.
+
+A client retries a batch on a connection error, 502, 503 or 429 with the very same body
+and Idempotency-Key, as a well-behaved SDK would, and records which batches were
+acknowledged (200) and every status it saw, so a test can check afterwards that each
+acknowledged event is stored exactly once and that no answer was ever a 500.
+"""
+
+import http.client
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+RETRYABLE = frozenset({429, 502, 503})
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    seconds: float
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> Answer:
+    """Send one request on a fresh connection; connection problems raise OSError/HTTPException."""
+    started = time.monotonic()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        data = response.read()
+        return Answer(
+            response.status,
+            {name.lower(): value for name, value in response.getheaders()},
+            data,
+            time.monotonic() - started,
+        )
+    finally:
+        connection.close()
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One request's worth of events, each with its own id, and the batch's Idempotency-Key."""
+
+    key: str
+    event_ids: tuple[str, ...]
+    body: bytes
+
+
+def make_batches(name: str, *, count: int, size: int, now: datetime | None = None) -> list[Batch]:
+    """Return `count` batches of `size` events with ids unique to `name`, in the last hour."""
+    start = (now or datetime.now(UTC)) - timedelta(hours=1)
+    batches = []
+    for number in range(count):
+        ids = tuple(f"{name}-{number}-{index}" for index in range(size))
+        events = [
+            {
+                "metric": "faults.requests",
+                "value": index,
+                "time": (start + timedelta(milliseconds=number * size + index)).isoformat(),
+                "tags": {"client": name},
+                "id": event_id,
+            }
+            for index, event_id in enumerate(ids)
+        ]
+        batches.append(Batch(f"{name}-batch-{number}", ids, orjson.dumps(events)))
+    return batches
+
+
+@dataclass
+class ClientLog:
+    """What one client saw: acknowledged receipts by batch key, statuses, connection errors."""
+
+    acknowledged: dict[str, dict[str, Any]] = field(default_factory=dict)
+    replayed: set[str] = field(default_factory=set)
+    statuses: Counter[int] = field(default_factory=Counter)
+    connection_errors: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def attempts(self) -> int:
+        return sum(self.statuses.values()) + len(self.connection_errors)
+
+
+def send_until_acknowledged(
+    port: int,
+    secret: str,
+    batch: Batch,
+    log: ClientLog,
+    *,
+    deadline: float,
+    timeout: float = 15,
+) -> bool:
+    """POST `batch` until it is acknowledged (200) or `deadline` passes; return whether it was.
+
+    Any status other than 200 and the retryable ones is recorded as unexpected and ends
+    the attempts: a 4xx would fail the same way again, and a 500 is a defect.
+    """
+    headers = {
+        "Authorization": f"Bearer {secret}",
+        "Content-Type": "application/json",
+        "Idempotency-Key": batch.key,
+    }
+    pause = 0.05
+    while time.monotonic() < deadline:
+        try:
+            answer = request(port, "POST", "/api/v1/events", batch.body, headers, timeout=timeout)
+        except (OSError, http.client.HTTPException) as exc:
+            with log.lock:
+                log.connection_errors.append(f"{batch.key}: {type(exc).__name__}: {exc}")
+        else:
+            with log.lock:
+                log.statuses[answer.status] += 1
+            if answer.status == 200:
+                with log.lock:
+                    log.acknowledged[batch.key] = answer.json()
+                    if answer.headers.get("idempotent-replayed") == "true":
+                        log.replayed.add(batch.key)
+                return True
+            if answer.status not in RETRYABLE:
+                with log.lock:
+                    log.unexpected.append(f"{batch.key}: {answer.status} {answer.body[:300]!r}")
+                return False
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
+    return False
+
+
+class IngestClient(threading.Thread):
+    """Send batches one after another, each retried until acknowledged."""
+
+    def __init__(
+        self, port: int, secret: str, batches: list[Batch], log: ClientLog, *, deadline: float
+    ) -> None:
+        super().__init__(daemon=True)
+        self.port, self.secret, self.batches, self.log = port, secret, batches, log
+        self.deadline = deadline
+
+    def run(self) -> None:
+        for batch in self.batches:
+            if not send_until_acknowledged(
+                self.port, self.secret, batch, self.log, deadline=self.deadline
+            ):
+                return
+
+
+def wait_until(predicate: Any, *, timeout: float, interval: float = 0.02) -> bool:
+    """Poll `predicate` until it is true or `timeout` seconds pass; return its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())

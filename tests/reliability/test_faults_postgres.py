@@ -1,0 +1,259 @@
+"""PostgreSQL crashes and outages under ingestion: acknowledged means stored exactly once.
+
+Runs against the private stack (see conftest): the database is SIGKILLed as a whole
+process group and restarted (crash recovery), or left down, while gunicorn keeps
+serving. The fast variants run in `make test`; `make test-full` runs the `slow` ones.
+"""
+
+import random
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.reliability.clients import (
+    Batch,
+    ClientLog,
+    IngestClient,
+    make_batches,
+    request,
+    wait_until,
+)
+from tests.reliability.stack import CONNECT_TIMEOUT_S, PrivateStack, Tenant, serving
+
+# Seconds an answer may take beyond DATABASE_CONNECT_TIMEOUT while the database is away.
+MARGIN_S = 3
+
+
+def _crash_while_ingesting(
+    stack: PrivateStack,
+    *,
+    batches_per_client: int,
+    batch_size: int,
+    crashes: int,
+    rng: random.Random,
+    deadline_s: float,
+) -> tuple[Tenant, list[list[Batch]], list[ClientLog]]:
+    """Run two retrying clients and SIGKILL/restart PostgreSQL `crashes` times meanwhile."""
+    tenant = stack.new_tenant()
+    token = f"{rng.getrandbits(32):08x}"
+    batches = [
+        make_batches(f"c{n}-{token}", count=batches_per_client, size=batch_size) for n in (0, 1)
+    ]
+    logs = [ClientLog(), ClientLog()]
+    deadline = time.monotonic() + deadline_s
+    clients = [
+        IngestClient(stack.web_port, tenant.secret, batches[n], logs[n], deadline=deadline)
+        for n in (0, 1)
+    ]
+    for client in clients:
+        client.start()
+    total = 2 * batches_per_client
+    for crash in range(crashes):
+        # Spread the crashes over the run so each one hits batches in flight.
+        target = (crash + 1) * total // (crashes + 2)
+        wait_until(lambda n=target: sum(len(log.acknowledged) for log in logs) >= n, timeout=20)
+        time.sleep(rng.uniform(0, 0.05))
+        stack.postgres.kill()
+        time.sleep(rng.uniform(0.3, 1.5))
+        stack.start_postgres()
+    for client in clients:
+        client.join(timeout=max(deadline - time.monotonic(), 0) + 5)
+    return tenant, batches, logs
+
+
+def _assert_exactly_once(
+    stack: PrivateStack, tenant: Tenant, batches: list[list[Batch]], logs: list[ClientLog]
+) -> None:
+    for log in logs:
+        assert not log.unexpected, log.unexpected[:5]
+        assert 500 not in log.statuses
+    acknowledged = {key for log in logs for key in log.acknowledged}
+    sent = [batch for client_batches in batches for batch in client_batches]
+    assert acknowledged == {batch.key for batch in sent}, "some batches were never acknowledged"
+    for log in logs:
+        for key, receipt in log.acknowledged.items():
+            # A retry of a committed batch must get the first receipt back, not "duplicates".
+            size = len(next(b for b in sent if b.key == key).event_ids)
+            assert (receipt["accepted"], receipt["duplicates"]) == (size, 0), (key, receipt)
+    counts = stack.event_id_counts(tenant)
+    expected = {event_id for batch in sent for event_id in batch.event_ids}
+    assert {event_id for event_id, count in counts.items() if count != 1} == set()
+    assert set(counts) == expected
+
+
+def test_postgres_crash_while_two_clients_ingest_stores_each_event_once(stack):
+    """SIGKILL of PostgreSQL mid-ingest: retried batches end up stored exactly once, no 500."""
+    tenant, batches, logs = _crash_while_ingesting(
+        stack,
+        batches_per_client=20,
+        batch_size=50,
+        crashes=1,
+        rng=random.Random(8),
+        deadline_s=25,
+    )
+    _assert_exactly_once(stack, tenant, batches, logs)
+    refused = sum(log.statuses[503] + len(log.connection_errors) for log in logs)
+    assert refused > 0, "the crash hit no request: the test proved nothing"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_repeated_postgres_crashes_store_each_event_once(stack, seed):
+    """Several crashes at random moments under load: still exactly once, no 500."""
+    tenant, batches, logs = _crash_while_ingesting(
+        stack,
+        batches_per_client=120,
+        batch_size=200,
+        crashes=4,
+        rng=random.Random(seed),
+        deadline_s=120,
+    )
+    _assert_exactly_once(stack, tenant, batches, logs)
+
+
+def _blocked_backends(stack: PrivateStack, query_start: str) -> list[tuple[int, str]]:
+    """Return (client port, query) of backends waiting for a lock while running `query_start`."""
+    rows = stack.sql(
+        "SELECT client_port, query FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND query LIKE %s",
+        [f"{query_start}%"],
+    )
+    return [(int(port), str(query)) for port, query in rows]
+
+
+@pytest.mark.parametrize("fault", ["crash", "terminate"])
+def test_connection_lost_in_the_middle_of_a_copy_is_503_and_the_retry_stores_once(stack, fault):
+    """A batch's COPY cut off (server crash, or its backend terminated): 503 not 500; retry stores once."""
+    tenant = stack.new_tenant()
+    (batch,) = make_batches(f"copy-{fault}-{random.getrandbits(32):08x}", count=1, size=200)
+    answers: list[Any] = []
+    locker = stack.connect()
+    # COPY into points needs a ROW EXCLUSIVE lock, which SHARE holds back: the request
+    # stops inside its transaction, series created, rows on the wire.
+    locker.execute("BEGIN")
+    locker.execute("LOCK TABLE points IN SHARE MODE")
+    sender = threading.Thread(
+        target=lambda: answers.append(_post(stack.web_port, tenant, batch.body, batch.key))
+    )
+    sender.start()
+    assert wait_until(lambda: _blocked_backends(stack, "COPY points"), timeout=15)
+    if fault == "crash":
+        stack.postgres.kill()
+        locker.close()
+    else:
+        # The server stays up (an administrator, a failover proxy or a timeout ends the
+        # session), so Django reconnects at once while the error is being handled.
+        stack.sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND query LIKE 'COPY points%'"
+        )
+        locker.close()
+    sender.join(timeout=CONNECT_TIMEOUT_S + MARGIN_S + 5)
+    (answer,) = answers
+    assert answer.status == 503, answer.body
+    assert answer.headers["retry-after"].isdigit()
+
+    if fault == "crash":
+        stack.start_postgres()
+    assert wait_until(
+        lambda: _post(stack.web_port, tenant, batch.body, batch.key).status == 200,
+        timeout=15,
+        interval=0.2,
+    )
+    retry = _post(stack.web_port, tenant, batch.body, batch.key)
+    assert retry.headers.get("idempotent-replayed") == "true"
+    assert retry.json()["accepted"] == len(batch.event_ids)
+    assert stack.event_id_counts(tenant) == dict.fromkeys(batch.event_ids, 1)
+
+
+def _post(port: int, tenant: Tenant, body: bytes, key: str | None = None):
+    headers = {"Authorization": f"Bearer {tenant.secret}", "Content-Type": "application/json"}
+    if key:
+        headers["Idempotency-Key"] = key
+    return request(port, "POST", "/api/v1/events", body, headers, timeout=30)
+
+
+def test_postgres_down_is_503_with_retry_after_and_service_resumes(stack):
+    """Database down: 503 + Retry-After fast, /healthz names it; back up: served again, no restart."""
+    tenant = stack.new_tenant()
+    (batch,) = make_batches(f"down-{random.getrandbits(32):08x}", count=1, size=10)
+    warm = f"{batch.key}-warm"
+    assert _post(stack.web_port, tenant, orjson.dumps([{"metric": "m", "id": warm}])).status == 200
+    workers = stack.web_workers()
+
+    stack.postgres.kill()
+    # Enough requests that both workers meet the dead database on their pooled connection.
+    answers = [_post(stack.web_port, tenant, batch.body, batch.key) for _ in range(6)]
+    health = request(stack.web_port, "GET", "/healthz")
+
+    assert [answer.status for answer in answers] == [503] * 6
+    for answer in answers:
+        assert answer.headers["retry-after"].isdigit()
+        assert answer.json()["error"] == (
+            "the database is unavailable; nothing was written, retry later"
+        )
+        assert answer.seconds < CONNECT_TIMEOUT_S + MARGIN_S
+    assert health.status == 503
+    assert "postgres" in health.json()["failing"]
+    assert health.json()["checks"]["postgres"]["ok"] is False
+    assert health.seconds < 2 * CONNECT_TIMEOUT_S + MARGIN_S
+
+    stack.start_postgres()
+    assert wait_until(
+        lambda: _post(stack.web_port, tenant, batch.body, batch.key).status == 200,
+        timeout=15,
+        interval=0.2,
+    )
+    health = request(stack.web_port, "GET", "/healthz").json()
+    assert health["checks"]["postgres"]["ok"] is True
+    assert "postgres" not in health["failing"]
+    assert stack.web_workers() == workers, "gunicorn workers were restarted"
+    assert stack.event_id_counts(tenant) == dict.fromkeys((warm, *batch.event_ids), 1)
+
+
+@pytest.fixture
+def black_hole() -> Iterator[int]:
+    """A port that accepts TCP connections and never says a word, like a hung server."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield int(listener.getsockname()[1])
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    listener.close()
+
+
+def test_silent_database_is_503_within_the_connect_timeout(stack, black_hole):
+    """A database that accepts but never answers: 503 after DATABASE_CONNECT_TIMEOUT, not a hang."""
+    tenant = stack.new_tenant()
+    env = stack.app_env(DATABASE_URL=f"postgres://postgres@127.0.0.1:{black_hole}/analytics")
+    with serving(stack, env, "web-black-hole") as port:
+        answer = _post(port, tenant, orjson.dumps([{"metric": "m"}]))
+        health = request(port, "GET", "/healthz")
+    assert answer.status == 503
+    assert answer.headers["retry-after"].isdigit()
+    assert CONNECT_TIMEOUT_S - 0.5 < answer.seconds < CONNECT_TIMEOUT_S + MARGIN_S
+    assert health.status == 503
+    assert health.json()["checks"]["postgres"]["ok"] is False
+    assert "timeout" in health.json()["checks"]["postgres"]["error"].lower()
+    assert health.seconds < CONNECT_TIMEOUT_S + MARGIN_S
