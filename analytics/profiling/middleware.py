@@ -116,16 +116,23 @@ def record_statement(
         ended = timezone.now()
         silk_request = DataCollector().request
         if silk_request is not None:
-            DataCollector().register_query(
-                {
-                    "query": statement_text(sql, params, many, context["connection"]),
-                    "start_time": started,
-                    "end_time": ended,
-                    "request": silk_request,
-                    "traceback": _own_frames(),
-                    "analysis": None,
-                }
-            )
+            try:
+                text = statement_text(sql, params, many, context["connection"])
+                frames = _own_frames()
+            except Exception:
+                # Profiling must never fail the request it profiles; the statement is left out.
+                logger.warning("could not record a statement for silk", exc_info=True)
+            else:
+                DataCollector().register_query(
+                    {
+                        "query": text,
+                        "start_time": started,
+                        "end_time": ended,
+                        "request": silk_request,
+                        "traceback": frames,
+                        "analysis": None,
+                    }
+                )
 
 
 def statement_text(sql: Any, params: Any, many: bool, connection: Any) -> str:
@@ -144,7 +151,8 @@ def statement_text(sql: Any, params: Any, many: bool, connection: Any) -> str:
         hide_all = any(table in template for table in _sensitive_tables())
         params = _mask_params(params, secrets, hide_all)
         try:
-            template = ClientCursor(raw_connection).mogrify(sql, params)
+            with ClientCursor(raw_connection) as cursor:
+                template = cursor.mogrify(sql, params)
         except Exception:
             logger.warning("could not bind parameters of a recorded statement", exc_info=True)
             template = f"{template}\n-- parameters not shown"
