@@ -7,5 +7,7 @@ ruff check .
 ruff format --check .
 echo "==> mypy"
 mypy .
+echo "==> pytest (staging settings: silk profiling)"
+pytest -q --ds=analytics.settings.staging_test tests/profiling
 echo "==> pytest"
 exec pytest "$@"
