@@ -12,6 +12,7 @@ const state = {
   like: [], // {id, title} for items, {text} for example texts
   unlike: [], // {id, title}
   results: [],
+  trend: null, // {metric, agg, bucket, start, end, times} of the last answer's sparklines
 };
 
 function node(tag, attrs = {}, ...children) {
@@ -138,7 +139,7 @@ async function lookUpItems(words) {
     return;
   }
   clearError();
-  const items = body.results || body.items || [];
+  const items = body.items || [];
   if (!items.length) {
     list.replaceChildren(node("li", { class: "muted" }, `no item title contains “${words}”`));
     return;
@@ -148,7 +149,12 @@ async function lookUpItems(words) {
       node(
         "li",
         { class: "suggestion", "data-id": item.external_id },
-        node("span", {}, item.title || item.external_id, node("span", { class: "muted" }, ` (${item.external_id})`)),
+        node(
+          "span",
+          {},
+          item.title || item.external_id,
+          node("span", { class: "muted" }, ` (${item.external_id}${item.embedded === false ? ", not embedded yet" : ""})`),
+        ),
         node(
           "button",
           {
@@ -206,9 +212,17 @@ function readFilters() {
   for (const row of el("filters").querySelectorAll(".filter-row")) {
     const key = row.querySelector(".filter-key").value.trim();
     const value = row.querySelector(".filter-value").value.trim();
-    if (key) where[key] = value;
+    if (key) where[key] = typedAlternatives(value);
   }
   return where;
+}
+
+// A typed value matches attributes stored as a string and as the number or boolean it
+// reads as, the way the API's `where=key:value` query parameters do.
+function typedAlternatives(text) {
+  if (text === "true" || text === "false") return [text, text === "true"];
+  if (text !== "" && Number.isFinite(Number(text))) return [text, Number(text)];
+  return text;
 }
 
 // --- Search and results --------------------------------------------------------------------
@@ -216,8 +230,10 @@ function readFilters() {
 function searchBody() {
   const body = {
     like: state.like.map((e) => (e.text !== undefined ? { text: e.text } : e.id)),
-    k: Number.parseInt(el("k").value, 10) || 10,
   };
+  // The API checks k and names it when it is wrong; the page only passes it on.
+  const k = el("k").value.trim();
+  if (k) body.k = /^[0-9]+$/.test(k) ? Number(k) : k;
   if (state.unlike.length) body.unlike = state.unlike.map((e) => e.id);
   const where = readFilters();
   if (Object.keys(where).length) body.where = where;
@@ -256,6 +272,7 @@ async function runSearch() {
   }
   clearError();
   state.results = answer.body.results || [];
+  state.trend = answer.body.trend || null;
   renderResults();
   el("results-status").textContent = `${state.results.length} result(s) in ${elapsed} ms`;
   app.dataset.state = "done";
@@ -267,12 +284,10 @@ function attributeChips(attributes) {
   );
 }
 
-function drawSparkline(target, trend) {
-  if (!trend || !window.Plotly) return;
-  const times = trend.times || [];
-  const values = trend.values || [];
-  if (!times.length) {
-    target.append(node("span", { class: "muted" }, "no data"));
+// `times` are the bucket starts shared by every result (epoch ms); `values` this item's.
+function drawSparkline(target, times, values) {
+  if (!values || !values.some((v) => v !== null)) {
+    target.append(node("span", { class: "muted sparkline-empty" }, "no data"));
     return;
   }
   window.Plotly.newPlot(
@@ -294,7 +309,7 @@ function drawSparkline(target, trend) {
 
 function renderResults() {
   const rows = state.results.map((result, index) => {
-    const item = result.item || result;
+    const item = result;
     const id = item.external_id;
     const spark = node("div", { class: "sparkline" });
     const row = node(
@@ -312,10 +327,12 @@ function renderResults() {
         node("button", { type: "button", class: "less-like", onclick: () => { addUnlike({ id, title: item.title }); runSearch(); } }, "Less like this"),
       ),
     );
-    return { row, spark, trend: result.trend };
+    return { row, spark, values: result.trend };
   });
   el("results").querySelector("tbody").replaceChildren(...rows.map((r) => r.row));
-  for (const { spark, trend } of rows) drawSparkline(spark, trend);
+  if (state.trend) {
+    for (const { spark, values } of rows) drawSparkline(spark, state.trend.times, values);
+  }
   updateSelection();
 }
 
@@ -340,6 +357,7 @@ el("clear").addEventListener("click", () => {
   state.like = [];
   state.unlike = [];
   state.results = [];
+  state.trend = null;
   renderExamples();
   renderResults();
   clearError();
