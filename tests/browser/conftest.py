@@ -1,0 +1,186 @@
+"""Browser tests: gunicorn and a Celery worker on the test database, Debian's Chromium via Playwright.
+
+Everything heavy is package-scoped: the data is committed once (outside any test
+transaction, so the server process sees it), one browser serves every test, and each
+test gets a fresh context that reuses the login's storage state. Sync Playwright keeps
+an event loop running in this thread while it is up, which Django's async-safety check
+mistakes for async code, so that check is lifted for the lifetime of this package only
+(and the browser is closed before any other package's tests run).
+"""
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, ViewportSize, sync_playwright
+
+from tests.browser.site import BrowserSite, build_site, remove_site
+from tests.helpers import free_port, port_open, worker_environment
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
+VIEWPORT: ViewportSize = {"width": 1400, "height": 1000}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "browser: drives Debian's Chromium with Playwright (part of the normal run)"
+    )
+
+
+@pytest.fixture(scope="package")
+def artifacts_dir() -> Path:
+    """The folder screenshots go to: $BROWSER_ARTIFACTS_DIR or <repo>/test-artifacts/browser."""
+    folder = Path(os.environ.get("BROWSER_ARTIFACTS_DIR") or ROOT / "test-artifacts" / "browser")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="package")
+def _async_unsafe_allowed() -> Iterator[None]:
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    yield
+    if previous is None:
+        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture(scope="package")
+def site(
+    django_db_setup: None,
+    django_db_blocker: Any,
+    celery_worker: subprocess.Popen[bytes],
+    _async_unsafe_allowed: None,
+) -> Iterator[BrowserSite]:
+    """A member, the demo dashboards with points, and embedded items, committed for the server."""
+    with django_db_blocker.unblock():
+        built = build_site()
+    yield built
+    with django_db_blocker.unblock():
+        remove_site(built)
+
+
+@pytest.fixture(scope="package")
+def server(
+    site: BrowserSite, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Serve the app with gunicorn on the test database and yield its base URL."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+    with django_db_blocker.unblock():
+        env = worker_environment()
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "analytics.wsgi",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "1",
+        # Threads let a dashboard's panels load in parallel on the one worker process.
+        "--threads",
+        "8",
+        "--timeout",
+        "60",
+        "--log-level",
+        "warning",
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while not port_open(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"gunicorn did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="package")
+def browser(_async_unsafe_allowed: None) -> Iterator[Browser]:
+    """One headless Debian Chromium for the whole package; never a downloaded browser."""
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: the browser tests drive Debian's chromium package, "
+            "which `scripts/stack.sh setup` installs (apt-get install chromium)"
+        )
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="package")
+def login_state(
+    browser: Browser,
+    server: str,
+    site: BrowserSite,
+    artifacts_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """Log in once through the login form and keep the session cookie for every test."""
+    context = browser.new_context(base_url=server, viewport=VIEWPORT)
+    try:
+        page = context.new_page()
+        page.goto("/dashboards/")
+        # Anonymous: the page sends us to the login form, which brings us back.
+        assert "/login/" in page.url, page.url
+        page.fill("input[name=username]", site.username)
+        page.fill("input[name=password]", site.password)
+        page.screenshot(path=artifacts_dir / "login.png", full_page=True)
+        page.click("input[type=submit], button[type=submit]")
+        page.wait_for_url("**/dashboards/")
+        state = tmp_path_factory.mktemp("browser") / "storage-state.json"
+        context.storage_state(path=state)
+    finally:
+        context.close()
+    return state
+
+
+@pytest.fixture
+def js_errors() -> list[str]:
+    """Uncaught exceptions and console errors of the test's page (HTTP statuses are not here)."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Browser, server: str, login_state: Path, js_errors: list[str]) -> Iterator[Page]:
+    """A logged-in page in a fresh context; a JavaScript error fails the test."""
+    context = browser.new_context(base_url=server, storage_state=login_state, viewport=VIEWPORT)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    page.on("pageerror", lambda error: js_errors.append(f"uncaught: {error}"))
+
+    def on_console(message: ConsoleMessage) -> None:
+        # A 4xx/5xx answer is logged as "Failed to load resource"; tests assert statuses.
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            js_errors.append(f"console: {message.text}")
+
+    page.on("console", on_console)
+    yield page
+    context.close()
+    assert not js_errors, f"JavaScript errors on the page: {js_errors}"
