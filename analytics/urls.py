@@ -2,7 +2,9 @@
 
 from django.apps import apps
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from analytics.api import (
@@ -17,6 +19,16 @@ from analytics.api import (
 urlpatterns = [
     path("healthz", HealthView.as_view(), name="healthz"),
     path("admin/", admin.site.urls),
+    # Members log in here; the admin's login admits staff only.
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(
+            template_name="dashboards/login.html", redirect_authenticated_user=True
+        ),
+        name="login",
+    ),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", RedirectView.as_view(pattern_name="dashboards:list"), name="home"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("ingestion.urls")),

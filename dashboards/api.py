@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from analytics.api_errors import error_body
+from analytics.platform_metrics import note_request_project
 from dashboards.models import Panel
 from dashboards.queries import (
     ParamError,
@@ -50,6 +51,7 @@ def _panel(request: HttpRequest, project_slug: str, slug: str, panel_id: int) ->
     )
     if panel is None:
         raise Http404("no such panel in your projects")
+    note_request_project(request, panel.dashboard.project_id)
     return panel
 
 
