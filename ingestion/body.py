@@ -1,6 +1,7 @@
 """Read a request body within limits, gunzipping it when it says so (no gzip bombs)."""
 
 import zlib
+from typing import Any
 
 from django.http import HttpRequest
 
@@ -27,11 +28,26 @@ def read_body(request: HttpRequest, *, max_bytes: int, max_decompressed: int) ->
     return _gunzip(raw, max_decompressed)
 
 
+def _body_stream(request: HttpRequest) -> Any:
+    """Return what to read the body from.
+
+    Django reads exactly Content-Length bytes, so a chunked body (no Content-Length, as
+    clients that stream a body of unknown length send) would read as empty and its
+    events be lost. A server that
+    de-chunks the body and ends the stream itself says so with `wsgi.input_terminated`
+    (gunicorn does); then the WSGI input is read directly, within the same limit.
+    """
+    if not request.META.get("CONTENT_LENGTH") and request.META.get("wsgi.input_terminated"):
+        return request.META["wsgi.input"]
+    return request
+
+
 def _read_limited(request: HttpRequest, max_bytes: int) -> bytes:
+    stream = _body_stream(request)
     chunks: list[bytes] = []
     size = 0
     while True:
-        chunk = request.read(_READ_CHUNK)
+        chunk = stream.read(_READ_CHUNK)
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)

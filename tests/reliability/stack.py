@@ -21,8 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg
+import redis
 
+from analytics.platform_metrics import QUEUE_KEY
 from analytics.services.tenants import KEY_PREFIX_MARK, hash_secret
 from tests.helpers import free_port, port_open
 
@@ -35,6 +38,9 @@ REDIS_TIMEOUT_S = 1
 MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_DECOMPRESSED_BYTES = 8 * 1024 * 1024
 WEB_WORKERS = 2
+# TEST_REDIS_DB=2 puts the broker on database 2 and the cache (rate limits, the platform
+# metrics queue) on database 3 of the private Redis.
+TEST_REDIS_DB = 2
 # Variables of the shared stack that must never leak into the private one.
 _SHARED = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "TEST_REDIS_DB")
 
@@ -229,7 +235,7 @@ class PrivateStack:
             DATABASE_URL=self.database_url,
             CELERY_BROKER_URL=f"redis://127.0.0.1:{self.redis_port}/0",
             REDIS_URL=f"redis://127.0.0.1:{self.redis_port}/1",
-            TEST_REDIS_DB="2",
+            TEST_REDIS_DB=str(TEST_REDIS_DB),
             DATABASE_CONNECT_TIMEOUT=str(CONNECT_TIMEOUT_S),
             REDIS_TIMEOUT=str(REDIS_TIMEOUT_S),
             INGEST_MAX_BODY_BYTES=str(MAX_BODY_BYTES),
@@ -408,6 +414,34 @@ class PrivateStack:
             [project_id, prefix, hash_secret(secret), ["read", "write"]],
         )
         return Tenant(project_id=int(project_id), secret=secret)
+
+    def blocked_backends(self, query_start: str) -> list[int]:
+        """Return the client ports of backends waiting for a lock in a query starting so."""
+        rows = self.sql(
+            "SELECT client_port FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND query LIKE %s",
+            [f"{query_start}%"],
+        )
+        return [int(port) for (port,) in rows]
+
+    def last_committer(self) -> int:
+        """Return the client port of the backend that committed last (and has been idle since)."""
+        ((port,),) = self.sql(
+            "SELECT client_port FROM pg_stat_activity"
+            " WHERE datname = %s AND state = 'idle' AND query = 'COMMIT'"
+            " AND pid <> pg_backend_pid() ORDER BY state_change DESC LIMIT 1",
+            [DB_NAME],
+        )
+        return int(port)
+
+    def queued_platform_metric(self, tenant: Tenant, metric: str) -> float:
+        """Return the sum of `metric` samples queued for `tenant` (no beat flushes them here)."""
+        client = redis.Redis(port=self.redis_port, db=TEST_REDIS_DB + 1, socket_timeout=5)
+        with client:
+            samples = [orjson.loads(raw) for raw in client.lrange(QUEUE_KEY, 0, -1)]
+        return float(
+            sum(sample[2] for sample in samples if sample[:2] == [tenant.project_id, metric])
+        )
 
     def event_id_counts(self, tenant: Tenant) -> dict[str, int]:
         """Return how many stored points carry each event id of `tenant`."""

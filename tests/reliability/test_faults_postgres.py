@@ -116,16 +116,6 @@ def test_repeated_postgres_crashes_store_each_event_once(stack, seed):
     _assert_exactly_once(stack, tenant, batches, logs)
 
 
-def _blocked_backends(stack: PrivateStack, query_start: str) -> list[tuple[int, str]]:
-    """Return (client port, query) of backends waiting for a lock while running `query_start`."""
-    rows = stack.sql(
-        "SELECT client_port, query FROM pg_stat_activity"
-        " WHERE wait_event_type = 'Lock' AND query LIKE %s",
-        [f"{query_start}%"],
-    )
-    return [(int(port), str(query)) for port, query in rows]
-
-
 @pytest.mark.parametrize("fault", ["crash", "terminate"])
 def test_connection_lost_in_the_middle_of_a_copy_is_503_and_the_retry_stores_once(stack, fault):
     """A batch's COPY cut off (server crash, or its backend terminated): 503 not 500; retry stores once."""
@@ -141,7 +131,7 @@ def test_connection_lost_in_the_middle_of_a_copy_is_503_and_the_retry_stores_onc
         target=lambda: answers.append(_post(stack.web_port, tenant, batch.body, batch.key))
     )
     sender.start()
-    assert wait_until(lambda: _blocked_backends(stack, "COPY points"), timeout=15)
+    assert wait_until(lambda: stack.blocked_backends("COPY points"), timeout=15)
     if fault == "crash":
         stack.postgres.kill()
         locker.close()
