@@ -3,7 +3,7 @@
 STACK := scripts/stack.sh
 IN_STACK := $(STACK) exec
 
-.PHONY: help setup run test test-tsl lint typecheck pytest stop status migrate
+.PHONY: help setup run test test-full test-tsl lint typecheck pytest stop status migrate
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -16,6 +16,9 @@ run: setup  ## Set up, migrate, create the demo project, serve web + worker + be
 
 test: setup  ## Set up and run the whole suite: ruff, mypy, pytest
 	@$(IN_STACK) scripts/check.sh
+
+test-full: setup  ## The long fault and fuzz variants (marked slow; make test runs the fast ones)
+	@$(IN_STACK) pytest -m slow tests/reliability
 
 test-tsl: setup  ## Rollup tests against a Timescale License server: make test-tsl TSL_DATABASE_URL=postgres://…
 	@test -n "$(TSL_DATABASE_URL)" || { echo "set TSL_DATABASE_URL=postgres://user:password@host:port/db"; exit 2; }
