@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, ViewportSize, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
 
 from tests.browser.site import BrowserSite, build_site, remove_site
 from tests.helpers import free_port, port_open, worker_environment
@@ -34,6 +41,8 @@ LAUNCH_ARGS = [
     "--no-first-run",
 ]
 VIEWPORT: ViewportSize = {"width": 1400, "height": 1000}
+# Two shared cores in CI: a dashboard's panels may take seconds to answer under load.
+TIMEOUT_MS = 20_000
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -126,6 +135,7 @@ def browser(_async_unsafe_allowed: None) -> Iterator[Browser]:
             f"{CHROMIUM} is missing: the browser tests drive Debian's chromium package, "
             "which `scripts/stack.sh setup` installs (apt-get install chromium)"
         )
+    expect.set_options(timeout=TIMEOUT_MS)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS
@@ -144,6 +154,7 @@ def login_state(
 ) -> Path:
     """Log in once through the login form and keep the session cookie for every test."""
     context = browser.new_context(base_url=server, viewport=VIEWPORT)
+    context.set_default_timeout(TIMEOUT_MS)
     try:
         page = context.new_page()
         page.goto("/dashboards/")
@@ -171,7 +182,7 @@ def js_errors() -> list[str]:
 def page(browser: Browser, server: str, login_state: Path, js_errors: list[str]) -> Iterator[Page]:
     """A logged-in page in a fresh context; a JavaScript error fails the test."""
     context = browser.new_context(base_url=server, storage_state=login_state, viewport=VIEWPORT)
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
     page.on("pageerror", lambda error: js_errors.append(f"uncaught: {error}"))
 

@@ -166,14 +166,20 @@ def test_attribute_filter_limits_results(page: Page, site: BrowserSite) -> None:
 def test_api_errors_are_shown_on_the_page(
     page: Page, site: BrowserSite, artifacts_dir: Path
 ) -> None:
-    """A refused search shows the API's status and message on the page, not a silent failure."""
-    open_similar(page, site, k=500, trend=False)
+    """A refused search shows the API's status, message and field, and no stale results."""
+    open_similar(page, site, trend=False)
+    pick_item(page, "guitar", "music-guitar")
+    assert len(wait_for_results(page)) == K
+    page.fill("#k", "500")
     with page.expect_response(lambda r: is_search(r.request)) as response:
-        pick_item(page, "guitar", "music-guitar")
+        page.click("#search")
     assert response.value.status == 400
     error = page.locator("#search-error")
     expect(error).to_be_visible()
     expect(error).to_contain_text("Error 400")
     expect(error).to_contain_text("must be an integer from 1 to 100")
+    # The API's detail names the field at fault; the earlier results are gone.
+    expect(error.locator("li")).to_have_text(["k: must be an integer from 1 to 100"])
+    expect(page.locator("tr.result-row")).to_have_count(0)
     expect(page.locator("#similar-app")).to_have_attribute("data-state", "error")
     screenshot(page, artifacts_dir, "similar-error")

@@ -34,7 +34,8 @@ function withProject(url, params = {}) {
   return `${url}?${query}`;
 }
 
-// Turn any API answer into {ok, status, body}; a body that is not JSON is kept as text.
+// Turn any API answer into {ok, status, body}. Anything but JSON (a login page after the
+// session expired, a proxy's error page) is an error, whatever its status.
 async function callApi(url, options = {}) {
   let response;
   try {
@@ -46,12 +47,18 @@ async function callApi(url, options = {}) {
   } catch (error) {
     return { ok: false, status: 0, body: { error: `the server could not be reached: ${error}` } };
   }
-  const text = await response.text();
+  const type = response.headers.get("Content-Type") || "";
+  if (!type.startsWith("application/json")) {
+    const error = response.redirected
+      ? "your session has expired: reload the page to log in again"
+      : `unexpected answer (${type || "no content type"}) from the server`;
+    return { ok: false, status: response.status, body: { error } };
+  }
   let body;
   try {
-    body = text ? JSON.parse(text) : {};
-  } catch {
-    body = { error: text.slice(0, 300) || response.statusText };
+    body = await response.json();
+  } catch (error) {
+    return { ok: false, status: response.status, body: { error: `unreadable JSON: ${error}` } };
   }
   return { ok: response.ok, status: response.status, body };
 }
@@ -62,10 +69,13 @@ function showError(status, body) {
   const message = (body && (body.error || body.detail)) || "the request failed";
   box.append(node("strong", {}, status ? `Error ${status}: ` : "Error: "));
   box.append(typeof message === "string" ? message : JSON.stringify(message));
+  // The API names each field at fault: [{"field": "like[1]", "error": "..."}].
   const detail = body && Array.isArray(body.detail) ? body.detail : [];
-  if (detail.length) {
-    box.append(node("ul", {}, ...detail.map((d) => node("li", {}, typeof d === "string" ? d : JSON.stringify(d)))));
-  }
+  const line = (d) => {
+    if (d && d.field !== undefined) return `${d.field || "request"}: ${d.error}`;
+    return typeof d === "string" ? d : JSON.stringify(d);
+  };
+  if (detail.length) box.append(node("ul", {}, ...detail.map((d) => node("li", {}, line(d)))));
   box.hidden = false;
 }
 
@@ -84,7 +94,11 @@ function renderExamples() {
   const chip = (example, list, negative) =>
     node(
       "li",
-      { class: negative ? "chip negative" : "chip", "data-id": example.id ?? "", "data-text": example.text ?? "" },
+      {
+        class: negative ? "chip negative" : "chip",
+        "data-id": example.id ?? "",
+        "data-text": example.text ?? "",
+      },
       node("span", {}, exampleLabel(example)),
       node(
         "button",
@@ -153,7 +167,7 @@ async function lookUpItems(words) {
           "span",
           {},
           item.title || item.external_id,
-          node("span", { class: "muted" }, ` (${item.external_id}${item.embedded === false ? ", not embedded yet" : ""})`),
+          node("span", { class: "muted" }, ` (${item.external_id}${item.embedded ? "" : ", not embedded yet"})`),
         ),
         node(
           "button",
@@ -196,9 +210,9 @@ function addFilterRow(key = "", value = "") {
   const row = node(
     "div",
     { class: "filter-row" },
-    node("input", { type: "text", class: "filter-key", placeholder: "attribute", value: key, "aria-label": "attribute" }),
+    node("input", { type: "text", class: "filter-key", placeholder: "attribute", value: key, "aria-label": "name" }),
     node("span", {}, "="),
-    node("input", { type: "text", class: "filter-value", placeholder: "value", value: value, "aria-label": "value" }),
+    node("input", { type: "text", class: "filter-value", placeholder: "value", value, "aria-label": "value" }),
     node("button", { type: "button", title: "remove filter", onclick: () => row.remove() }, "×"),
   );
   el("filters").append(row);
@@ -266,6 +280,10 @@ async function runSearch() {
   const elapsed = Math.round(performance.now() - started);
   if (!answer.ok) {
     showError(answer.status, answer.body);
+    // Results of an earlier query must not pass for this one's.
+    state.results = [];
+    state.trend = null;
+    renderResults();
     el("results-status").textContent = "The search failed.";
     app.dataset.state = "error";
     return;
@@ -274,7 +292,8 @@ async function runSearch() {
   state.results = answer.body.results || [];
   state.trend = answer.body.trend || null;
   renderResults();
-  el("results-status").textContent = `${state.results.length} result(s) in ${elapsed} ms`;
+  const trend = state.trend ? ` · trend: ${state.trend.metric} (${state.trend.agg} per ${state.trend.bucket})` : "";
+  el("results-status").textContent = `${state.results.length} result(s) in ${elapsed} ms${trend}`;
   app.dataset.state = "done";
 }
 
@@ -292,7 +311,16 @@ function drawSparkline(target, times, values) {
   }
   window.Plotly.newPlot(
     target,
-    [{ x: times.map((t) => new Date(t)), y: values, type: "scatter", mode: "lines", line: { width: 1.5 }, connectgaps: false }],
+    [
+      {
+        x: times.map((t) => new Date(t)),
+        y: values,
+        type: "scatter",
+        mode: "lines",
+        line: { width: 1.5 },
+        connectgaps: false,
+      },
+    ],
     {
       width: 160,
       height: 40,
@@ -309,23 +337,36 @@ function drawSparkline(target, times, values) {
 
 function renderResults() {
   const rows = state.results.map((result, index) => {
-    const item = result;
-    const id = item.external_id;
+    const id = result.external_id;
     const spark = node("div", { class: "sparkline" });
+    const select = node("input", {
+      type: "checkbox",
+      class: "select-result",
+      "aria-label": `select ${id}`,
+      onchange: updateSelection,
+    });
+    const lessLike = node(
+      "button",
+      {
+        type: "button",
+        class: "less-like",
+        onclick: () => {
+          addUnlike({ id, title: result.title });
+          runSearch();
+        },
+      },
+      "Less like this",
+    );
     const row = node(
       "tr",
       { class: "result-row", "data-id": id },
-      node("td", {}, node("input", { type: "checkbox", class: "select-result", "aria-label": `select ${id}`, onchange: updateSelection })),
+      node("td", {}, select),
       node("td", {}, String(index + 1)),
-      node("td", {}, node("div", { class: "result-title" }, item.title || id), node("div", { class: "muted" }, id)),
+      node("td", {}, node("div", { class: "result-title" }, result.title || id), node("div", { class: "muted" }, id)),
       node("td", { class: "score" }, typeof result.score === "number" ? result.score.toFixed(3) : "–"),
-      node("td", {}, ...attributeChips(item.attributes)),
+      node("td", {}, ...attributeChips(result.attributes)),
       node("td", {}, spark),
-      node(
-        "td",
-        {},
-        node("button", { type: "button", class: "less-like", onclick: () => { addUnlike({ id, title: item.title }); runSearch(); } }, "Less like this"),
-      ),
+      node("td", {}, lessLike),
     );
     return { row, spark, values: result.trend };
   });
