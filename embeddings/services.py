@@ -64,7 +64,7 @@ class EmbedResult:
 
 @dataclass(frozen=True)
 class SweepResult:
-    requested: int
+    requested: list[int]  # ids whose embedding was asked for again
     backlog: dict[int, int]  # project id -> items waiting for an embedding
 
 
@@ -73,16 +73,15 @@ def _chunks(values: Sequence[int], size: int) -> Iterable[list[int]]:
         yield list(values[start : start + size])
 
 
-def send_embedding_requests(item_ids: Sequence[int]) -> int:
-    """Queue embedding tasks for `item_ids`; return how many messages were sent.
+def send_embedding_requests(item_ids: Sequence[int]) -> list[str]:
+    """Queue embedding tasks for `item_ids`; return their task ids.
 
     Called after commit only: a worker must find the committed rows.
     """
-    sent = 0
-    for chunk in _chunks(sorted(item_ids), IDS_PER_TASK):
-        app.send_task("embeddings.embed_items", args=[chunk], priority=EMBED_PRIORITY)
-        sent += 1
-    return sent
+    return [
+        app.send_task("embeddings.embed_items", args=[chunk], priority=EMBED_PRIORITY).id
+        for chunk in _chunks(sorted(item_ids), IDS_PER_TASK)
+    ]
 
 
 def request_embeddings_on_commit(item_ids: Sequence[int]) -> None:
@@ -257,7 +256,7 @@ def sweep_embeddings(
         record_platform_metric(project_id=project_id, metric=EMBEDDING_BACKLOG, value=waiting)
     if ids:
         logger.info("sweep asked again for %d embeddings", len(ids))
-    return SweepResult(requested=len(ids), backlog=backlog)
+    return SweepResult(requested=ids, backlog=backlog)
 
 
 def mark_for_reembedding(

@@ -1,9 +1,10 @@
 """Celery tasks of embeddings: thin wrappers that call a service (queue: `embeddings`)."""
 
+import os
 from datetime import timedelta
 from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
@@ -18,6 +19,7 @@ QUERY_HARD_LIMIT_S = 30
 
 
 @shared_task(
+    bind=True,
     name="embeddings.embed_items",
     acks_late=True,
     # A database that drops out is worth three more tries; anything else is a bug
@@ -29,7 +31,7 @@ QUERY_HARD_LIMIT_S = 30
     soft_time_limit=EMBED_SOFT_LIMIT_S,
     time_limit=EMBED_HARD_LIMIT_S,
 )
-def embed_items_task(item_ids: list[int]) -> dict[str, Any]:
+def embed_items_task(self: "Task[Any, Any]", item_ids: list[int]) -> dict[str, Any]:
     """Embed the items among `item_ids` that need it (idempotent)."""
     result = services.embed_items(
         item_ids=item_ids,
@@ -42,6 +44,7 @@ def embed_items_task(item_ids: list[int]) -> dict[str, Any]:
         "skipped": result.skipped,
         "item_ids": result.item_ids,
         "seconds": round(result.seconds, 3),
+        "worker": f"{self.request.hostname}:{os.getpid()}",
     }
 
 
@@ -64,4 +67,4 @@ def sweep_task() -> dict[str, Any]:
         model=model_name(),
         requeue_after=timedelta(seconds=settings.EMBEDDINGS_REQUEUE_AFTER_SECONDS),
     )
-    return {"requested": result.requested, "backlog": sum(result.backlog.values())}
+    return {"requested": len(result.requested), "backlog": sum(result.backlog.values())}

@@ -75,6 +75,8 @@ def main() -> int:
     step("seeding demo metrics (skipped when the demo project has data)")
     # Not captured: on a first run its progress bar shows the half minute it takes.
     subprocess.run([sys.executable, "manage.py", "seed_demo"], cwd=ROOT, check=True)
+    step("seeding the demo catalogue (its embeddings follow in the worker)")
+    print(manage("seed_demo_items"), flush=True)
 
     beat_schedule = STACK / "celerybeat-schedule"
     commands = {
