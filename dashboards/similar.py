@@ -5,6 +5,7 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.views.decorators.http import require_GET
 
 from analytics.models import Project
 from analytics.queries.catalog import metric_names
@@ -19,6 +20,7 @@ def member_project(*, user: Any, slug: str) -> Project | None:
 
 
 @login_required
+@require_GET
 def similar_page(request: HttpRequest, project_slug: str) -> HttpResponse:
     """Render the search-by-example page of one of the user's projects (404 for any other)."""
     project = member_project(user=request.user, slug=project_slug)

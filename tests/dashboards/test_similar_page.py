@@ -60,6 +60,11 @@ def test_member_sees_the_page(member_client: Client, project: Project) -> None:
     assert response.context["nav"] == "similar"
 
 
+def test_page_only_answers_get(member_client: Client, project: Project) -> None:
+    """The page is read-only: a POST is refused with 405."""
+    assert member_client.post(similar_url(project)).status_code == 405
+
+
 def test_trend_metrics_are_the_projects_own(
     member_client: Client, project: Project, other_project: Project
 ) -> None:
