@@ -15,8 +15,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
+from django.conf import settings
+from django.shortcuts import resolve_url
 from playwright.sync_api import (
     Browser,
     ConsoleMessage,
@@ -158,13 +161,14 @@ def login_state(
     try:
         page = context.new_page()
         page.goto("/dashboards/")
-        # Anonymous: the page sends us to the login form, which brings us back.
-        assert "/login/" in page.url, page.url
-        page.fill("input[name=username]", site.username)
-        page.fill("input[name=password]", site.password)
+        # Anonymous: the page sends us to the members' login form, which brings us back.
+        assert urlparse(page.url).path == resolve_url(settings.LOGIN_URL), page.url
+        page.fill("#login-form input[name=username]", site.username)
+        page.fill("#login-form input[name=password]", site.password)
         page.screenshot(path=artifacts_dir / "login.png", full_page=True)
-        page.click("input[type=submit], button[type=submit]")
+        page.click("#login-form button[type=submit]")
         page.wait_for_url("**/dashboards/")
+        expect(page.locator("#user-menu")).to_contain_text(site.username)
         state = tmp_path_factory.mktemp("browser") / "storage-state.json"
         context.storage_state(path=state)
     finally:

@@ -166,9 +166,8 @@ def build_site() -> BrowserSite:
     """Create and commit the browser tests' project, member, dashboards, points and items."""
     _remove_leftovers()
     project = ensure_project(slug=PROJECT_SLUG, name="Browser shop")
-    # Logging in goes through the admin's login form (settings.LOGIN_URL), which only
-    # accepts staff; the user has no admin permissions and is a plain viewer member.
-    user = User.objects.create_user(USERNAME, password=PASSWORD, is_staff=True)
+    # A plain viewer: no staff flag, no admin permissions.
+    user = User.objects.create_user(USERNAME, password=PASSWORD)
     add_member(project=project, user=user)
     dashboards = ensure_demo_dashboards(project=project)
     overview = next(d for d in dashboards if d.slug == DASHBOARD_SLUG)
