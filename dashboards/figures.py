@@ -27,6 +27,7 @@ class SeriesData:
     times: list[int]
     series: list[dict[str, Any]]
     previous: list[dict[str, Any]] | None = None  # compare=previous_period, same shape
+    partial_last: bool = False  # the last bucket is still filling (the range ends at now)
     unit: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -71,18 +72,36 @@ def _xy_traces(
     return traces
 
 
+def _isolated(values: Sequence[float | None]) -> list[bool]:
+    """Return, per value, whether it has no neighbour to draw a line segment to."""
+    last = len(values) - 1
+    return [
+        value is not None
+        and (i == 0 or values[i - 1] is None)
+        and (i == last or values[i + 1] is None)
+        for i, value in enumerate(values)
+    ]
+
+
+def _line_trace(name: str, x: list[int], y: list[float | None]) -> dict[str, Any]:
+    """A line that keeps its gaps; a value between two gaps gets a dot, or it would vanish."""
+    trace: dict[str, Any] = {
+        "type": "scatter",
+        "mode": "lines",
+        "name": name,
+        "x": x,
+        "y": y,
+        "connectgaps": False,
+    }
+    isolated = _isolated(y)
+    if any(isolated):
+        trace["mode"] = "lines+markers"
+        trace["marker"] = {"size": [5 if alone else 0 for alone in isolated]}
+    return trace
+
+
 def line_figure(data: SeriesData, *, title: str) -> Figure:
-    traces = _xy_traces(
-        data,
-        lambda name, x, y: {
-            "type": "scatter",
-            "mode": "lines",
-            "name": name,
-            "x": x,
-            "y": y,
-            "connectgaps": False,
-        },
-    )
+    traces = _xy_traces(data, _line_trace)
     if data.previous:
         traces += _xy_traces(
             data,
@@ -122,14 +141,18 @@ def stacked_bar_figure(data: SeriesData, *, title: str) -> Figure:
     return {"data": traces, "layout": _layout(title, data, barmode="stack", bargap=0.1)}
 
 
-def _last(values: Sequence[float | None]) -> float | None:
-    return next((v for v in reversed(values) if v is not None), None)
+def _latest_complete(values: Sequence[float | None], partial_last: bool) -> int | None:
+    """Return the index of the newest value of a complete bucket (a filling one would mislead)."""
+    end = len(values) - 1 if partial_last and len(values) > 1 else len(values)
+    return next((i for i in range(end - 1, -1, -1) if values[i] is not None), None)
 
 
 def single_stat_figure(data: SeriesData, *, title: str) -> Figure:
-    """The latest value of the first group, its change against the previous period, a sparkline."""
+    """The newest complete bucket of the first group, its change against the same bucket one
+    period earlier, and a sparkline of the whole range."""
     values = data.series[0]["values"] if data.series else []
-    current = _last(values)
+    index = _latest_complete(values, data.partial_last)
+    current = values[index] if index is not None else None
     indicator: dict[str, Any] = {
         "type": "indicator",
         "mode": "number",
@@ -137,8 +160,9 @@ def single_stat_figure(data: SeriesData, *, title: str) -> Figure:
         "number": {"suffix": f" {data.unit}" if data.unit else ""},
         "domain": {"x": [0, 1], "y": [0.4, 1]},
     }
-    if current is not None and data.previous:
-        reference = _last(data.previous[0]["values"])
+    if index is not None and data.previous:
+        earlier = data.previous[0]["values"]
+        reference = earlier[index] if index < len(earlier) else None
         if reference is not None:
             indicator["mode"] = "number+delta"
             indicator["delta"] = {"reference": reference, "relative": True, "valueformat": ".1%"}

@@ -261,6 +261,7 @@ def panel_data(panel: Panel, state: ViewState) -> PanelData:
         times=result.times,
         series=result.series,
         previous=previous if panel.kind in (Panel.Kind.LINE, Panel.Kind.SINGLE_STAT) else None,
+        partial_last=result.partial_last,
         unit=panel.unit,
     )
     # The panel's header carries the title; the chart keeps its room for the data.

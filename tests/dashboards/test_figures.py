@@ -90,6 +90,36 @@ def test_single_stat_shows_last_value_change_and_sparkline():
     assert sparkline["y"] == [3.0, 4.0, None]
 
 
+def test_single_stat_skips_a_bucket_that_is_still_filling():
+    """With partial_last, the stat and its reference are the newest complete bucket's."""
+    figure = panel_figure(
+        "single_stat",
+        data(
+            {"all": [3.0, 4.0, 0.5]},
+            [T0, T0 + MIN, T0 + 2 * MIN],
+            previous=[{"name": "all", "values": [2.0, 5.0, 6.0]}],
+            partial_last=True,
+        ),
+        title="Requests",
+    )
+    indicator, sparkline = figure["data"]
+    assert (indicator["value"], indicator["delta"]["reference"]) == (4.0, 5.0)
+    assert sparkline["y"] == [3.0, 4.0, 0.5]
+
+
+def test_a_line_value_between_two_gaps_is_drawn_as_a_dot():
+    """A lone value has no segment to draw, so it gets a marker; joined values get none."""
+    figure = panel_figure(
+        "line",
+        data({"eu": [1.0, None, 2.0, None, 3.0, 4.0]}, [T0 + i * MIN for i in range(6)]),
+        title="t",
+    )
+    trace = figure["data"][0]
+    assert trace["mode"] == "lines+markers"
+    assert trace["marker"]["size"] == [5, 0, 5, 0, 0, 0]
+    assert trace["connectgaps"] is False
+
+
 def test_single_stat_without_previous_has_no_delta():
     """Without a previous period there is no change to show."""
     indicator = panel_figure("single_stat", GAPPY, title="t")["data"][0]
