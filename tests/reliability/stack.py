@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 import psycopg
 import redis
+from psycopg import sql as pgsql
 
 from analytics.platform_metrics import QUEUE_KEY
 from analytics.services.tenants import KEY_PREFIX_MARK, hash_secret
@@ -391,11 +392,12 @@ class PrivateStack:
         return psycopg.connect(self._url(DB_NAME), connect_timeout=5, autocommit=True)
 
     def sql(
-        self, query: str, params: Sequence[Any] = (), *, database: str = DB_NAME
+        self, query: str | pgsql.Composed, params: Sequence[Any] = (), *, database: str = DB_NAME
     ) -> list[tuple[Any, ...]]:
         """Run one statement on the private cluster (autocommit) and return its rows."""
+        statement = query.encode() if isinstance(query, str) else query  # values are bound
         with psycopg.connect(self._url(database), connect_timeout=5, autocommit=True) as conn:
-            cursor = conn.execute(query.encode(), params or None)  # fixed SQL, values bound
+            cursor = conn.execute(statement, params or None)
             return cursor.fetchall() if cursor.description else []
 
     def new_tenant(self) -> Tenant:
@@ -415,12 +417,12 @@ class PrivateStack:
         )
         return Tenant(project_id=int(project_id), secret=secret)
 
-    def blocked_backends(self, query_start: str) -> list[int]:
-        """Return the client ports of backends waiting for a lock in a query starting so."""
+    def blocked_backends(self, query_like: str) -> list[int]:
+        """Return the client ports of backends waiting for a lock in a query LIKE `query_like`."""
         rows = self.sql(
             "SELECT client_port FROM pg_stat_activity"
             " WHERE wait_event_type = 'Lock' AND query LIKE %s",
-            [f"{query_start}%"],
+            [query_like],
         )
         return [int(port) for (port,) in rows]
 

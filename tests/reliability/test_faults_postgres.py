@@ -131,7 +131,7 @@ def test_connection_lost_in_the_middle_of_a_copy_is_503_and_the_retry_stores_onc
         target=lambda: answers.append(_post(stack.web_port, tenant, batch.body, batch.key))
     )
     sender.start()
-    assert wait_until(lambda: stack.blocked_backends("COPY points"), timeout=15)
+    assert wait_until(lambda: stack.blocked_backends("COPY points%"), timeout=15)
     if fault == "crash":
         stack.postgres.kill()
         locker.close()

@@ -93,9 +93,9 @@ def test_worker_killed_before_commit_retry_is_stored_and_counted_once(stack):
     thread, outcome = _send_in_background(stack, tenant, batch)
     try:
         assert wait_until(
-            lambda: stack.blocked_backends('INSERT INTO "ingestion_ingestreceipt"'), timeout=15
+            lambda: stack.blocked_backends('INSERT INTO "ingestion_ingestreceipt"%'), timeout=15
         )
-        (port,) = stack.blocked_backends('INSERT INTO "ingestion_ingestreceipt"')
+        (port,) = stack.blocked_backends('INSERT INTO "ingestion_ingestreceipt"%')
         killed = _kill_worker(stack, port)
     finally:
         locker.rollback()
