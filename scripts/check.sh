@@ -10,4 +10,4 @@ mypy .
 echo "==> pytest (staging settings: silk profiling)"
 pytest -q --ds=analytics.settings.staging_test tests/profiling
 echo "==> pytest"
-exec pytest "$@"
+exec pytest -m "not slow" "$@"
