@@ -153,6 +153,8 @@ class ItemsView(_ItemsAPIView):
     """List or search the project's items by title (GET); upsert a batch by external id (POST)."""
 
     @extend_schema(
+        # Named explicitly: the generated name collides with GET /api/v1/items/{external_id}.
+        operation_id="api_v1_items_list",
         parameters=[
             OpenApiParameter("q", str, description="words that must all appear in the title or id"),
             OpenApiParameter("limit", int, default=LIST_LIMIT_DEFAULT, description="1 to 100"),
