@@ -24,6 +24,10 @@ from embeddings.validation import AttributeFilter
 EF_SEARCH_MIN = 40
 EF_SEARCH_PER_K = 4
 EF_SEARCH_MAX = 1000
+# With filters, the iterative scan's first matches are not quite the nearest ones: taking
+# twice k and keeping the best k lifts recall@10 from 0.91 to 0.94 on the 10% filter of
+# bench/vector.py, at about twice the time of a filtered query.
+FILTERED_CANDIDATES_PER_K = 2
 LIST_LIMIT_MAX = 100
 
 
@@ -186,9 +190,11 @@ WITH nearest AS MATERIALIZED (
     FROM embeddings_item
     WHERE {matching}
     ORDER BY distance
-    LIMIT %(k)s
+    LIMIT %(candidates)s
 )
-SELECT external_id, title, attributes::text, 1 - distance FROM nearest ORDER BY distance, external_id"""
+SELECT external_id, title, attributes::text, 1 - distance FROM nearest
+ORDER BY distance, external_id
+LIMIT %(k)s"""
 
 _MATCHING = """project_id = %(project)s AND embedding_model = %(model)s
       AND embedding IS NOT NULL AND external_id <> ALL(%(exclude)s){filters}"""
@@ -214,13 +220,15 @@ def nearest_items(
         "model": model,
         "vector": Vector(vector.astype(np.float32)).to_text(),
         "k": k,
+        "candidates": k * FILTERED_CANDIDATES_PER_K if where else k,
         "exclude": list(exclude),
     }
     matching = sql.SQL(_MATCHING).format(filters=_filters(where, params))
     nearest = sql.SQL(_NEAREST).format(matching=matching)
     with transaction.atomic(), connection.cursor() as cursor:
-        # relaxed_order: the scan keeps going until k rows pass the filters; the outer
-        # ORDER BY restores exact order among them. SET LOCAL ends with the transaction.
+        # relaxed_order: the scan keeps going until enough rows pass the filters; the
+        # outer ORDER BY restores exact order among them. SET LOCAL ends with the
+        # transaction.
         cursor.execute(
             "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
             " set_config('hnsw.ef_search', %s, true)",
