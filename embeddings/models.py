@@ -63,12 +63,6 @@ class Item(models.Model):
                 ef_construction=HNSW_EF_CONSTRUCTION,
                 opclasses=["vector_cosine_ops"],
             ),
-            # The sweep's scan for items whose embedding is missing or stale stays small.
-            models.Index(
-                fields=["id"],
-                name="item_needs_embedding",
-                condition=~models.Q(embedded_hash=models.F("content_hash")),
-            ),
         ]
 
     def __str__(self) -> str:

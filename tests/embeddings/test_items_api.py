@@ -319,3 +319,14 @@ def test_upsert_query_count_is_constant(client, project, key, django_assert_num_
     with django_assert_num_queries(len(one.captured_queries)):
         post_json(client, ITEMS, key, [book(f"many-{i}") for i in range(200)])
     assert Item.objects.filter(project=project).count() == 202
+
+
+def test_read_query_counts_are_constant(client, project, key, django_assert_num_queries):
+    """Listing 1 or 20 items, and reading one, cost a fixed number of queries."""
+    post_json(client, ITEMS, key, [book(f"b-{i:02d}") for i in range(20)])
+    with django_assert_num_queries(2):  # the key, then the items
+        assert len(get(client, ITEMS, key, limit=1).json()["items"]) == 1
+    with django_assert_num_queries(2):
+        assert len(get(client, ITEMS, key, limit=20).json()["items"]) == 20
+    with django_assert_num_queries(2):
+        assert get(client, f"{ITEMS}/b-01", key).status_code == 200

@@ -5,6 +5,7 @@ from collections import Counter
 from datetime import timedelta
 
 import numpy as np
+import orjson
 import pytest
 from celery.signals import before_task_publish
 from django.core.management import call_command
@@ -12,6 +13,8 @@ from django.db import connection, transaction
 from django.test import override_settings
 
 from analytics.celery import app
+from analytics.platform_metrics import EMBEDDING_BACKLOG, EMBEDDINGS_COMPUTED, QUEUE_KEY
+from analytics.redis_client import redis_client
 from embeddings.models import Item
 from embeddings.services import (
     EMBED_PRIORITY,
@@ -254,3 +257,26 @@ def test_reembed_inline_with_force(project, capsys):
     again = embedded_times(ids)
     assert len(again) == len(stamps) == 5
     assert all(again[pk] > stamps[pk] for pk in ids)
+
+
+def queued_samples(project, metric):
+    """Return the values of `metric` queued for `project` by record_platform_metric."""
+    samples = [orjson.loads(raw) for raw in redis_client().lrange(QUEUE_KEY, 0, -1)]
+    return [
+        value
+        for project_id, name, value, _, _ in samples
+        if (project_id, name) == (project.pk, metric)
+    ]
+
+
+@pytest.mark.django_db
+def test_platform_metrics_of_the_pipeline(project, django_capture_on_commit_callbacks):
+    """Committed batches count as embeddings computed; the sweep records the backlog gauge."""
+    ids = create_catalogue(project, 3)
+    assert sweep_embeddings(model=model_name(), requeue_after=timedelta(minutes=10)).requested == []
+    assert queued_samples(project, EMBEDDING_BACKLOG)[-1:] == [3.0]
+    with django_capture_on_commit_callbacks(execute=True):
+        embed_items(item_ids=ids[:2], encode=encode_texts, model=model_name(), batch_size=8)
+    assert queued_samples(project, EMBEDDINGS_COMPUTED)[-1:] == [2.0]
+    sweep_embeddings(model=model_name(), requeue_after=timedelta(minutes=10))
+    assert queued_samples(project, EMBEDDING_BACKLOG)[-1:] == [1.0]
