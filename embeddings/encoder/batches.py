@@ -1,0 +1,168 @@
+"""Texts to padded batches of token ids: length-sorted so padding is rare, optionally prefetched."""
+
+import itertools
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from tokenizers import Tokenizer
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How texts are grouped: chunks are tokenized and sorted together, then cut into batches."""
+
+    chunk_texts: int  # texts tokenized and length-sorted together (bounds host memory)
+    first_chunk: int  # the first chunks are smaller, so the device starts early; they double
+    batch_tokens: int  # padded tokens per batch
+    max_batch: int  # texts per batch, whatever their length
+    prefetch: int  # batches prepared ahead by a background thread (0: none, inline)
+    pin: bool  # put ids and masks in pinned memory, for asynchronous copies to a GPU
+
+
+# CPU: batches of ~2k tokens keep activations in cache with GEMMs as efficient as bigger ones;
+# both cores compute, so a tokenizing thread would only take time from them.
+CPU_BATCHING = Batching(
+    chunk_texts=65536, first_chunk=65536, batch_tokens=2048, max_batch=256, prefetch=0, pin=False
+)
+# CUDA: only big batches keep the GPU busy (small ones are bound by kernel launches), and the
+# host tokenizes the next chunk while the GPU computes.
+CUDA_BATCHING = Batching(
+    chunk_texts=32768, first_chunk=4096, batch_tokens=131072, max_batch=4096, prefetch=3, pin=True
+)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Token ids of some texts, padded to the longest; rows are `positions` of the input."""
+
+    positions: NDArray[np.int64]
+    ids: torch.Tensor  # (batch, width) int32
+    mask: torch.Tensor | None  # (batch, width) bool, True on real tokens; None without padding
+
+
+def load_tokenizer(path: Path, *, max_length: int) -> tuple[Tokenizer, int]:
+    """Return the tokenizer of tokenizer.json, truncating at `max_length`, and its padding id."""
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as error:
+        raise ValueError(
+            f"model_dir: {path.name} of {path.parent} cannot be read ({error})"
+        ) from None
+    # tokenizer.json carries its own truncation and fixed padding (128 for all-MiniLM-L6-v2);
+    # truncation follows sentence_bert_config as in sentence-transformers, and batches are
+    # padded here, each to its longest text.
+    padding = tokenizer.padding
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_length)
+    return tokenizer, int(padding["pad_id"]) if padding else 0
+
+
+def tokenize(
+    tokenizer: Tokenizer, texts: Sequence[str], *, lower: bool
+) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
+    """Return the token ids of all texts end to end and each text's token count."""
+    if lower:
+        texts = [text.lower() for text in texts]
+    # encode_batch_fast (tokenizers >= 0.20) skips character offsets, which are not needed.
+    encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
+    rows = [encoding.ids for encoding in encode(list(texts))]
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    flat = np.fromiter(
+        itertools.chain.from_iterable(rows), dtype=np.int32, count=int(lengths.sum())
+    )
+    return flat, lengths
+
+
+def _chunks(total: int, batching: Batching) -> Iterator[tuple[int, int]]:
+    start, size = 0, batching.first_chunk
+    while start < total:
+        yield start, min(start + size, total)
+        start += size
+        size = min(size * 2, batching.chunk_texts)
+
+
+def make_batches(
+    texts: Sequence[str],
+    *,
+    tokenizer: Tokenizer,
+    pad_id: int,
+    lower: bool,
+    batching: Batching,
+    batch_size: int | None,
+) -> Iterator[Batch]:
+    """Yield batches of texts of (nearly) equal token counts, longest first in each chunk.
+
+    A batch holds `batch_size` texts when given, else as many as fit in the token budget.
+    """
+    for chunk_start, chunk_stop in _chunks(len(texts), batching):
+        flat, lengths = tokenize(tokenizer, texts[chunk_start:chunk_stop], lower=lower)
+        offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        order = np.argsort(-lengths, kind="stable")
+        start = 0
+        while start < len(order):
+            width = int(lengths[order[start]])  # the longest text of the batch comes first
+            size = batch_size or min(batching.max_batch, max(1, batching.batch_tokens // width))
+            chosen = order[start : start + size]
+            start += len(chosen)
+            counts = lengths[chosen]
+            columns = np.arange(width)
+            valid = columns[None, :] < counts[:, None]
+            # Index of each cell's token in `flat` (padding cells repeat the last one).
+            cells = offsets[chosen][:, None] + np.minimum(columns[None, :], counts[:, None] - 1)
+            ids = torch.from_numpy(np.where(valid, flat[cells], np.int32(pad_id)))
+            mask = None if counts[-1] == width else torch.from_numpy(valid)
+            if batching.pin:
+                ids = ids.pin_memory()
+                mask = None if mask is None else mask.pin_memory()
+            yield Batch(positions=chosen + chunk_start, ids=ids, mask=mask)
+
+
+def prefetched(items: Iterator[T], *, depth: int) -> Iterator[T]:
+    """Iterate over `items` computed by a background thread, up to `depth` ahead.
+
+    The Rust tokenizer releases the GIL, so the thread tokenizes while the caller's thread
+    launches GPU work; an exception in the thread is raised in the caller.
+    """
+    slots: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(entry, timeout=0.1)
+            except queue.Full:
+                continue
+            return True
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+            put(("end", None))
+        except BaseException as error:  # handed to the consumer, which raises it
+            put(("error", error))
+
+    thread = threading.Thread(target=produce, name="encoder-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = slots.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()  # the consumer stopped early or failed: let the producer end
+        thread.join()
