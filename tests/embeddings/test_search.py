@@ -2,9 +2,11 @@
 
 import numpy as np
 import pytest
+from django.contrib.auth.models import User
 from django.db import connection
 from django.test import override_settings
 
+from analytics.models import Membership
 from embeddings.models import Item
 from embeddings.queries import nearest_items
 from embeddings.validation import AttributeFilter
@@ -301,3 +303,16 @@ def test_search_query_counts_do_not_grow_with_k(client, key, catalogue, django_a
         post_json(client, SEARCH, key, {"like": ["a"], "unlike": ["z"], "k": 1})
     with django_assert_num_queries(len(few.captured_queries)):
         post_json(client, SEARCH, key, {"like": ["a", "b"], "unlike": ["z"], "k": 3})
+
+
+def test_members_search_their_own_projects(client, project, other_project, catalogue):
+    """A logged-in member searches with ?project=<slug>, and only in projects they belong to."""
+    user = User.objects.create_user("member", password="pw")
+    Membership.objects.create(project=project, user=user)
+    client.force_login(user)
+    similar = client.get(f"{ITEMS}/a/similar", {"project": "acme", "k": 2})
+    assert ids(similar) == ["b", "c"]
+    assert ids(post_json(client, f"{SEARCH}?project=acme", None, {"like": ["a"], "k": 1})) == ["b"]
+    assert client.get(f"{ITEMS}/a/similar", {"project": "globex"}).status_code == 403
+    refused = post_json(client, f"{SEARCH}?project=globex", None, {"like": ["a"]})
+    assert refused.status_code == 403
