@@ -34,7 +34,8 @@ CPU_BATCHING = Batching(
     chunk_texts=65536, first_chunk=65536, batch_tokens=2048, max_batch=256, prefetch=0, pin=False
 )
 # CUDA: only big batches keep the GPU busy (small ones are bound by kernel launches), and the
-# host tokenizes the next chunk while the GPU computes.
+# host tokenizes the next chunk while the GPU computes. max_batch * heads stays below 65535, the
+# grid limit of some attention kernels.
 CUDA_BATCHING = Batching(
     chunk_texts=32768, first_chunk=4096, batch_tokens=131072, max_batch=4096, prefetch=3, pin=True
 )

@@ -47,18 +47,19 @@ def cpu_has_native_bf16() -> bool:
 def resolve_device(device: str) -> torch.device:
     """Return the torch device of "auto", "cpu", "cuda" or "cuda:N"; anything else is a ValueError."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu":
         return torch.device("cpu")
     if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
         if not torch.cuda.is_available():
             raise ValueError(f"device: {device!r} was asked for but CUDA is not available")
-        resolved = torch.device(device)
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        # An explicit index, so weights, copies and events all stay on one GPU.
+        index = torch.cuda.current_device() if device == "cuda" else int(device[5:])
+        if index >= torch.cuda.device_count():
             raise ValueError(
                 f"device: {device!r} does not exist ({torch.cuda.device_count()} CUDA devices)"
             )
-        return resolved
+        return torch.device("cuda", index)
     raise ValueError(f"device: {device!r} is not one of {', '.join(DEVICES)}")
 
 
@@ -132,7 +133,9 @@ class SentenceEncoder:
             batches = prefetched(batches, depth=self.batching.prefetch)
         with torch.inference_mode():
             if self.device.type == "cuda":
-                self._encode_on_gpu(batches, out)
+                # Events and pinned copies follow the current device: make it the encoder's.
+                with torch.cuda.device(self.device):
+                    self._encode_on_gpu(batches, out)
             else:
                 for batch in batches:
                     vectors = F.normalize(self.bert(batch.ids, batch.mask), dim=-1)
