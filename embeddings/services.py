@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import partial
+from functools import partial, update_wrapper
 from typing import Any
 
 import numpy as np
@@ -76,10 +76,15 @@ def _chunks(values: Sequence[int], size: int) -> Iterable[list[int]]:
 def send_embedding_requests(item_ids: Sequence[int]) -> list[str]:
     """Queue embedding tasks for `item_ids`; return their task ids.
 
-    Called after commit only: a worker must find the committed rows.
+    Called after commit only: a worker must find the committed rows. Nobody waits
+    for these results (progress is read from the rows), and asking for them would make
+    the sender subscribe to the result backend first, which retries for about 20 s
+    when Redis is down, holding a web request that long instead of failing at once.
     """
     return [
-        app.send_task("embeddings.embed_items", args=[chunk], priority=EMBED_PRIORITY).id
+        app.send_task(
+            "embeddings.embed_items", args=[chunk], priority=EMBED_PRIORITY, ignore_result=True
+        ).id
         for chunk in _chunks(sorted(item_ids), IDS_PER_TASK)
     ]
 
@@ -91,7 +96,17 @@ def request_embeddings_on_commit(item_ids: Sequence[int]) -> None:
     are already committed; the sweep asks again later.
     """
     if item_ids:
-        transaction.on_commit(partial(send_embedding_requests, list(item_ids)), robust=True)
+        _on_commit_robust(send_embedding_requests, list(item_ids))
+
+
+def _on_commit_robust(func: Callable[..., object], *args: Any) -> None:
+    """Run `func(*args)` after commit; an exception is logged, never raised.
+
+    Django logs a failed robust callback by its `__qualname__`, which a bare
+    functools.partial lacks: the AttributeError would escape instead (a 500 from
+    POST /api/v1/items while the broker is down), so the partial carries `func`'s names.
+    """
+    transaction.on_commit(update_wrapper(partial(func, *args), func), robust=True)
 
 
 _UPSERT = """
@@ -204,7 +219,7 @@ def embed_items(
             result.embedded += cursor.rowcount
             result.item_ids.extend(row[0] for row in rows)
             per_project = Counter(row[1] for row in rows)
-            transaction.on_commit(partial(_record_computed, per_project), robust=True)
+            _on_commit_robust(_record_computed, per_project)
     result.seconds = time.perf_counter() - started
     logger.info(
         "embedded %d items (%d skipped) in %.2f s with %s",
