@@ -15,7 +15,17 @@ from analytics.permissions import ReadScope, request_project
 from analytics.queries.catalog import CatalogEntry, has_metric, metric_names, tag_keys, tag_values
 from analytics.queries.series import AGGS, FILLS, series_buckets
 from analytics.renderers import FastJSONRenderer
-from analytics.series_params import DIGITS_RE, format_width, parse_series_query
+from analytics.series_params import DIGITS_RE, format_width, parse_series_query, without_nul
+
+# Every refusal: `{"error": "...", "detail": [{"field": ..., "error": ...}]}`.
+ErrorBody = inline_serializer(
+    "ApiError",
+    {
+        "error": serializers.CharField(),
+        "detail": serializers.ListField(child=serializers.DictField()),
+    },
+)
+READ_ERRORS = {400: ErrorBody, 401: ErrorBody, 403: ErrorBody}
 
 
 class ProjectSerializer(serializers.Serializer[object]):
@@ -46,7 +56,8 @@ class ProjectView(APIView):
 
     permission_classes = [ReadScope]
 
-    @extend_schema(responses=ProjectSerializer)
+    # 404: a `{slug}` that is not a slug (letters, digits, - and _) names no URL.
+    @extend_schema(responses={200: ProjectSerializer, **READ_ERRORS, 404: ErrorBody})
     def get(self, request: Request, slug: str | None = None) -> Response:
         project = request_project(request, slug)
         api_key = getattr(request.user, "api_key", None)
@@ -89,7 +100,7 @@ class SeriesView(APIView):
             OpenApiParameter("compare", str, enum=["previous_period"]),
             OpenApiParameter("project", str, description="project slug (session users)"),
         ],
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: OpenApiTypes.OBJECT, **READ_ERRORS, 404: ErrorBody},
     )
     def get(self, request: Request) -> Response:
         project = request_project(request)
@@ -131,7 +142,11 @@ def _required(request: Request, name: str) -> str:
     value = request.query_params.get(name, "")
     if not value:
         raise ValidationError({name: ["required"]})
-    return value
+    return without_nul(name, value)
+
+
+def _search(request: Request) -> str:
+    return without_nul("search", request.query_params.get("search", ""))
 
 
 class MetricCatalogView(APIView):
@@ -141,13 +156,13 @@ class MetricCatalogView(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("search", str), OpenApiParameter("limit", int, default=100)],
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: OpenApiTypes.OBJECT, **READ_ERRORS},
     )
     def get(self, request: Request) -> Response:
         project = request_project(request)
         entries = metric_names(
             project_id=project.pk,
-            search=request.query_params.get("search", ""),
+            search=_search(request),
             limit=_limit(request),
         )
         return Response({"metrics": _entries(entries)})
@@ -160,7 +175,7 @@ class TagKeyCatalogView(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("metric", str, required=True)],
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: OpenApiTypes.OBJECT, **READ_ERRORS, 404: ErrorBody},
     )
     def get(self, request: Request) -> Response:
         project = request_project(request)
@@ -184,7 +199,7 @@ class TagValueCatalogView(APIView):
             OpenApiParameter("search", str),
             OpenApiParameter("limit", int, default=100),
         ],
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: OpenApiTypes.OBJECT, **READ_ERRORS, 404: ErrorBody},
     )
     def get(self, request: Request) -> Response:
         project = request_project(request)
@@ -195,7 +210,7 @@ class TagValueCatalogView(APIView):
             project_id=project.pk,
             metric=metric,
             key=key,
-            search=request.query_params.get("search", ""),
+            search=_search(request),
             limit=_limit(request),
         )
         return Response({"metric": metric, "key": key, "values": _entries(entries)})

@@ -66,7 +66,8 @@ def request_project(request: Request, slug: str | None = None) -> Project:
             note_request_project(request, mine[0].id)
             return mine[0]
         raise exceptions.ValidationError({"project": "name the project with ?project=<slug>"})
-    project = projects.filter(slug=slug).first()
+    # PostgreSQL text cannot hold NUL: no project has such a slug, and asking would fail.
+    project = projects.filter(slug=slug).first() if "\x00" not in slug else None
     if project is None:
         raise exceptions.PermissionDenied(f"you are not a member of project '{slug}'")
     note_request_project(request, project.id)

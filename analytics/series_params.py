@@ -31,6 +31,17 @@ def _invalid(field: str, message: str) -> ValidationError:
     return ValidationError({field: [message]})
 
 
+def without_nul(field: str, value: str) -> str:
+    """Return `value`, or raise a 400 naming `field` if it holds NUL.
+
+    PostgreSQL text cannot hold NUL, so no name can match it, and sending one to the
+    database fails the whole query (a 500) instead of matching nothing.
+    """
+    if "\x00" in value:
+        raise _invalid(field, "must not contain NUL (0x00) characters")
+    return value
+
+
 def parse_time(value: str, field: str, now: datetime) -> datetime:
     """Read ISO 8601 (naive is UTC) or `now`, `now-15m`, `now-24h`, `now-7d`, `now-2w`."""
     text = value.strip()
@@ -83,6 +94,7 @@ def parse_bucket(value: str, start: datetime, end: datetime) -> timedelta:
 
 def parse_filter(value: str) -> TagFilter:
     """Read `key:value`, `key!=value`, `key:in(a,b)` or `key!=in(a,b)`."""
+    without_nul("where", value)
     colon, bang = value.find(":"), value.find("!=")
     if bang != -1 and (colon == -1 or bang < colon):
         key, raw, negate = value[:bang], value[bang + 2 :], True
@@ -139,7 +151,7 @@ def parse_series_query(params: QueryDict, *, project_id: int, now: datetime) -> 
     limit_raw = params.get("limit", "10")
     if not DIGITS_RE.fullmatch(limit_raw) or not 1 <= int(limit_raw) <= MAX_GROUPS:
         raise _invalid("limit", f"must be an integer from 1 to {MAX_GROUPS}")
-    group_by = params.get("group_by") or None
+    group_by = without_nul("group_by", params.get("group_by", "")) or None
     return SeriesQuery(
         project_id=project_id,
         metric=metric,
