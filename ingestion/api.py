@@ -34,6 +34,22 @@ from ingestion.services import ParsedBatch, request_fingerprint, store_batch
 from ingestion.validation import CONTROL_RE, TimeWindow
 
 IDEMPOTENCY_KEY_MAX = 200
+PARTIAL_VALUES = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+# A JSON array of events or {"events": [...]}. Each entry is checked one by one (a bad
+# one refuses the batch, or with ?partial=1 is listed in the receipt), so the schema
+# leaves the entries open; the example shows an event's fields.
+EVENTS_BODY = {
+    "oneOf": [
+        {"type": "array", "items": {}},
+        {
+            "type": "object",
+            "properties": {"events": {"type": "array", "items": {}}},
+            "required": ["events"],
+            "additionalProperties": False,
+        },
+    ]
+}
 
 Receipt = inline_serializer(
     "IngestReceipt",
@@ -140,7 +156,7 @@ class EventsView(_IngestView):
     """Ingest metric events: a JSON array (or `{"events": [...]}`) or NDJSON."""
 
     @extend_schema(
-        request={"application/json": OpenApiTypes.OBJECT, "application/x-ndjson": OpenApiTypes.STR},
+        request={"application/json": EVENTS_BODY, "application/x-ndjson": OpenApiTypes.STR},
         parameters=[
             OpenApiParameter(
                 "partial", OpenApiTypes.BOOL, description="store valid events, report the rest"
@@ -179,7 +195,15 @@ class EventsView(_IngestView):
         return super().post(request)
 
     def partial(self, request: Request) -> bool:
-        return request.query_params.get("partial", "").lower() in {"1", "true", "yes"}
+        raw = request.query_params.get("partial", "0").lower()
+        if raw not in PARTIAL_VALUES:
+            # A typo must not silently choose the batch policy.
+            raise IngestRefused(
+                400,
+                f"partial: {raw[:32]!r} is not one of 1, true, yes, 0, false, no",
+                [{"field": "partial", "error": "must be 1, true, yes, 0, false or no"}],
+            )
+        return PARTIAL_VALUES[raw]
 
     def parse(self, request: Request, body: bytes) -> ParsedBatch:
         media_type = _media_type(request)
