@@ -19,10 +19,66 @@ _ITEM_FIELDS: dict[str, Any] = {
     "text": serializers.CharField(required=False, max_length=20_000),
     "attributes": serializers.DictField(required=False),
 }
-ITEM_BATCH = inline_serializer(
-    "ItemBatch",
-    {"items": serializers.ListField(child=inline_serializer("ItemInput", _ITEM_FIELDS))},
-)
+# The upsert body as the validation reads it (embeddings.validation.clean_item), so that
+# clients and schema-driven tests know exactly what passes: ids without control characters
+# or edge whitespace (integers read as their decimal string), titles not blank, flat
+# attributes of scalars or lists of scalars (null means none).
+_NO_CONTROL = r"\x00-\x1f\x7f"
+_TEXT_CONTROL = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
+_SCALAR: dict[str, Any] = {
+    "oneOf": [
+        {"type": "string", "maxLength": 1000, "pattern": r"^[^\x00]*$"},
+        {"type": "number"},
+        {"type": "boolean"},
+    ],
+    "nullable": True,
+}
+_ITEM: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "external_id": {
+            "oneOf": [
+                {
+                    "type": "string",
+                    "maxLength": 200,
+                    "pattern": f"^[^{_NO_CONTROL}\\s]([^{_NO_CONTROL}]*[^{_NO_CONTROL}\\s])?$",
+                },
+                {"type": "integer"},
+            ]
+        },
+        "title": {
+            "type": "string",
+            "maxLength": 500,
+            "pattern": f"^[^{_TEXT_CONTROL}]*[^{_TEXT_CONTROL}\\s][^{_TEXT_CONTROL}]*$",
+        },
+        "text": {"type": "string", "maxLength": 20_000, "pattern": f"^[^{_TEXT_CONTROL}]*$"},
+        "attributes": {
+            "type": "object",
+            "nullable": True,
+            "maxProperties": 64,
+            "additionalProperties": {
+                "oneOf": [_SCALAR, {"type": "array", "maxItems": 100, "items": _SCALAR}]
+            },
+        },
+    },
+    "required": ["external_id", "title"],
+    "additionalProperties": False,
+}
+_ITEMS: dict[str, Any] = {"type": "array", "minItems": 1, "items": _ITEM}
+# By media type: drf-spectacular takes a raw schema only there.
+ITEM_BATCH: dict[str, Any] = {
+    "application/json": {
+        "oneOf": [
+            _ITEMS,
+            {
+                "type": "object",
+                "properties": {"items": _ITEMS},
+                "required": ["items"],
+                "additionalProperties": False,
+            },
+        ]
+    }
+}
 UPSERT_DOC = """Create or replace items by `external_id` (a batch of up to ITEMS_MAX_PER_REQUEST).
 
 The body is `{"items": [...]}` or a bare array. An upsert replaces the whole item: omitted
@@ -154,7 +210,14 @@ SEARCH_RESULTS = inline_serializer(
 _TREND_PARAMETERS = [
     OpenApiParameter("trend", str, description="metric whose trend each result carries"),
     OpenApiParameter("range", str, default="7d", description="trend range: 1h to 366d"),
-    OpenApiParameter("agg", str, default="sum", enum=["avg", "sum", "count", "min", "max"]),
+    OpenApiParameter(
+        "agg",
+        str,
+        default="sum",
+        # Empty (a form's blank choice) means the default.
+        enum=["", "avg", "sum", "count", "min", "max"],
+        description="checked even without `trend`",
+    ),
 ]
 SIMILAR_PARAMETERS = [
     OpenApiParameter("k", int, default=10, description="1 to 100"),

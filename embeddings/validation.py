@@ -296,11 +296,11 @@ def parse_k(value: Any) -> int:
 
 
 def parse_trend(metric: Any, range_: Any, agg: Any) -> TrendRequest | None:
-    """Return the trend to attach to each result, or None when no metric is named."""
-    if metric in (None, ""):
-        return None
-    if not isinstance(metric, str) or len(metric) > 200 or CONTROL_RE.search(metric):
-        raise _invalid("trend", "must be a metric name of 1 to 200 printable characters")
+    """Return the trend to attach to each result, or None when no metric is named.
+
+    `range` and `agg` are checked even without a metric: a wrong one is a mistake worth
+    a 400, never silently ignored.
+    """
     range_ = RANGE_DEFAULT if range_ in (None, "") else range_
     match = RANGE_RE.fullmatch(range_) if isinstance(range_, str) else None
     span = timedelta(seconds=int(match.group(1)) * RANGE_UNITS[match.group(2)]) if match else None
@@ -309,6 +309,10 @@ def parse_trend(metric: Any, range_: Any, agg: Any) -> TrendRequest | None:
     agg = TREND_AGG_DEFAULT if agg in (None, "") else agg
     if agg not in AGGS:
         raise _invalid("agg", f"must be one of {', '.join(AGGS)}")
+    if metric in (None, ""):
+        return None
+    if not isinstance(metric, str) or len(metric) > 200 or CONTROL_RE.search(metric):
+        raise _invalid("trend", "must be a metric name of 1 to 200 printable characters")
     return TrendRequest(metric=metric, agg=agg, range=span)
 
 
