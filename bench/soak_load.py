@@ -239,8 +239,8 @@ def search_client(
                 path = f"/api/v1/items/{rng.choice(items)}/similar?k=10"
                 _timed(queue, "similar", client, "GET", path, None, auth)
             elif roll < 0.85:
-                like, unlike = rng.sample(items, 3)[:2], rng.choice(items)
-                body = orjson.dumps({"like": like, "unlike": [unlike], "k": 10})
+                first, second, unlike = rng.sample(items, 3)  # distinct: the API refuses overlap
+                body = orjson.dumps({"like": [first, second], "unlike": [unlike], "k": 10})
                 _timed(queue, "search", client, "POST", "/api/v1/search", body, post)
             else:
                 # Fresh words each time, so the query vector is not in the cache.
