@@ -26,8 +26,10 @@ are shared by all and left out) and the Redis server (shared with whatever else 
 Figures cover the measured window after the warmup: p95 latency per request kind,
 errors (any non-2xx answer or exception, warmup included), events accepted, and the
 memory growth of each process kind from the median of the window's first 10 s to the
-median of its last 10 s (target: flat). Progress is printed every 5 s; the last line
-is one JSON object. Ctrl-C stops the load and still cleans everything up.
+median of its last 10 s (target: flat; PostgreSQL connections are reopened every
+DATABASE_CONN_MAX_AGE seconds, so their total is a sawtooth that may end lower than it
+began). Progress is printed every 5 s; the last line is one JSON object. Ctrl-C stops
+the load and still cleans everything up.
 """
 
 import argparse
