@@ -1,7 +1,6 @@
 """Fixtures shared by every test: projects, API keys, clients and a real Celery worker."""
 
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from rest_framework.test import APIClient
 from analytics.models import Project
 from analytics.services import IssuedKey, create_api_key
 from analytics.services.points import series_cache
-from tests.helpers import worker_environment
+from tests.helpers import celery_worker_argv, worker_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,22 +60,7 @@ def celery_worker(
     cache.delete("celery:worker-heartbeat")
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "analytics",
-                "worker",
-                "-Q",
-                "default,embeddings",
-                "--concurrency",
-                "2",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-            ],
+            celery_worker_argv("default,embeddings", concurrency=2),
             cwd=ROOT,
             env=env,
             stdout=out,

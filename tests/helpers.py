@@ -2,6 +2,7 @@
 
 import os
 import socket
+import sys
 
 from django.db import connection
 
@@ -36,3 +37,20 @@ def port_open(port: int) -> bool:
     """Return whether something accepts connections on loopback `port`."""
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def celery_worker_argv(
+    queues: str,
+    *,
+    concurrency: int = 1,
+    name: str | None = None,
+    loglevel: str = "INFO",
+    extra: tuple[str, ...] = (),
+) -> list[str]:
+    """Return the command line of a real Celery worker of the project on `queues` ("a,b")."""
+    argv = [sys.executable, "-m", "celery", "-A", "analytics", "worker", "-Q", queues]
+    argv += ["--concurrency", str(concurrency), "--loglevel", loglevel]
+    argv += ["--without-gossip", "--without-mingle", *extra]
+    if name is not None:
+        argv += ["-n", f"{name}@%h"]
+    return argv

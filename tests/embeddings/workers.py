@@ -3,7 +3,6 @@
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from embeddings.models import Item
 from embeddings.services import pending_embeddings
 from embeddings.validation import content_hash
 from embeddings.worker import model_name
-from tests.helpers import worker_environment
+from tests.helpers import celery_worker_argv, worker_environment
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 WORDS = [
@@ -60,25 +59,7 @@ class Worker:
         self.log = log
         with log.open("wb") as out:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "analytics",
-                    "worker",
-                    "-Q",
-                    queue,
-                    "-n",
-                    f"{name}@%h",
-                    "--concurrency",
-                    "1",
-                    "--loglevel",
-                    "INFO",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                ],
+                celery_worker_argv(queue, name=name, extra=("--without-heartbeat",)),
                 cwd=ROOT,
                 env=env,
                 stdout=out,

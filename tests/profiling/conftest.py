@@ -5,7 +5,6 @@ the settings-free test_isolation.py is collected; under staging_test it is the o
 """
 
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from django.db import connection
 from django.test import Client
 from psycopg import sql
 
-from tests.helpers import worker_environment
+from tests.helpers import celery_worker_argv, worker_environment
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -112,24 +111,7 @@ def staging_worker(
     cache.delete("celery:worker-heartbeat")
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "analytics",
-                "worker",
-                "-Q",
-                "default",
-                "--concurrency",
-                "1",
-                "--pool",
-                "solo",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-            ],
+            celery_worker_argv("default", extra=("--pool", "solo")),
             cwd=ROOT,
             env=env,
             stdout=out,

@@ -18,7 +18,6 @@ import contextlib
 import os
 import random
 import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from celery import Celery
 from django.conf import settings
 
 from analytics.platform_metrics import EMBEDDINGS_COMPUTED
+from tests.helpers import celery_worker_argv
 from tests.reliability.clients import Answer, request, wait_until
 from tests.reliability.stack import (
     DB_NAME,
@@ -112,24 +112,7 @@ def _worker(stack: PrivateStack, name: str) -> Service:
     """Return (unstarted) a worker of both queues, as `make run` starts it, with small batches."""
     return Service(
         f"celery-{name}",
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "analytics",
-            "worker",
-            "-Q",
-            "embeddings,default",
-            "--concurrency",
-            "1",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "INFO",
-            "-n",
-            f"faults-{name}@%h",
-        ],
+        celery_worker_argv("embeddings,default", name=f"faults-{name}"),
         stack.root / f"celery-{name}.log",
         env=stack.app_env(
             EMBEDDINGS_BATCH_SIZE=str(BATCH_SIZE), EMBEDDINGS_DEVICE="cpu", LOG_LEVEL="INFO"

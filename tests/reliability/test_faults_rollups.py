@@ -9,7 +9,6 @@ direct aggregate of `points`.
 """
 
 import random
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ import pytest
 from celery import Celery
 from psycopg import sql
 
+from tests.helpers import celery_worker_argv
 from tests.reliability.clients import request, wait_until
 from tests.reliability.stack import TEST_REDIS_DB, PrivateStack, Service, Tenant
 
@@ -38,24 +38,7 @@ def refresh_worker(stack: PrivateStack) -> Iterator[Service]:
 def _worker(stack: PrivateStack, name: str) -> Service:
     return Service(
         f"celery-{name}",
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "analytics",
-            "worker",
-            "-Q",
-            "default",
-            "--concurrency",
-            "1",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "WARNING",
-            "-n",
-            f"faults-{name}@%h",
-        ],
+        celery_worker_argv("default", name=f"faults-{name}", loglevel="WARNING"),
         stack.root / f"celery-{name}.log",
         env=stack.app_env(),
     )
