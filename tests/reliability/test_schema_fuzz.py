@@ -9,6 +9,7 @@ InfluxDB's `{"code", "message"}` on /api/v2/write. `make test` runs a few exampl
 operation; the slow variant (`make test-full`) runs many more and the coverage phase.
 """
 
+import functools
 import subprocess
 import sys
 import time
@@ -119,11 +120,16 @@ def live_server_url(
     assert "Traceback" not in log.read_text(), log.read_text()[-5000:]
 
 
-def generated_schema() -> dict[str, Any]:
-    """Return the OpenAPI document exactly as /api/schema/ serves it (as JSON)."""
+@functools.cache
+def _document() -> bytes:
     generator = SchemaGenerator()
     document = generator.get_schema(request=None, public=True)
-    return dict(orjson.loads(OpenApiJsonRenderer().render(document, renderer_context={})))
+    return bytes(OpenApiJsonRenderer().render(document, renderer_context={}))
+
+
+def generated_schema() -> dict[str, Any]:
+    """Return the OpenAPI document exactly as /api/schema/ serves it (as JSON)."""
+    return dict(orjson.loads(_document()))
 
 
 # Half of the generated ids and names are the fuzz tenant's own, so requests also reach
