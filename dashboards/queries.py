@@ -161,8 +161,10 @@ def parse_view_state(params: QueryDict, *, dashboard: Dashboard, now: datetime) 
         values = tuple(dict.fromkeys(value for value in params.getlist(param) if value))
         if len(values) > MAX_VARIABLE_VALUES:
             raise ParamError(param, f"at most {MAX_VARIABLE_VALUES} values")
-        if any(len(value) > MAX_VALUE_CHARS or "\x00" in value for value in values):
+        if any(len(value) > MAX_VALUE_CHARS for value in values):
             raise ParamError(param, f"values must be at most {MAX_VALUE_CHARS} characters")
+        if any("\x00" in value for value in values):
+            raise ParamError(param, "values must not contain NUL characters")
         if len(values) > 1 and not variable.get("multi", True):
             raise ParamError(param, "takes one value")
         selected[variable["name"]] = values

@@ -122,6 +122,7 @@ def test_relative_range_and_auto_widened_bucket(dash_client, dashboard):
         ({"refresh": "1s"}, "refresh"),
         ({"var-status": ["200", "500"]}, "var-status"),
         ({"var-region": "x" * 300}, "var-region"),
+        ({"var-region": "eu\x00"}, "var-region"),
     ],
 )
 def test_bad_params_answer_400_naming_the_param(dash_client, dashboard, params, field):
