@@ -34,7 +34,7 @@ def test_anonymous_users_are_sent_to_login(silk_urls_to_try, project, make_key):
     for url in silk_urls_to_try:
         response = client.get(url)
         assert response.status_code == 302, (url, response.status_code)
-        assert response["Location"].startswith("/admin/login/?next="), url
+        assert response["Location"].startswith("/accounts/login/?next="), url
         # Views without a POST handler answer 405 before anything else.
         assert client.post(url).status_code in (302, 405), url
     assert Request.objects.count() == 1  # cleardb did nothing
