@@ -102,15 +102,11 @@ class Bert:
         eps = self.spec.layer_norm_eps
         x = F.embedding(ids, self.word_embeddings) + self.position_embeddings[:length]
         x = F.layer_norm(x, hidden, self.embed_ln_weight, self.embed_ln_bias, eps)
-        attention_mask = None
-        if mask is not None:
-            keep = mask[:, None, None, :]  # broadcast over heads and queries
-            attention_mask = keep if self.on_cuda else ~keep
+        # True where a key may be attended to, broadcast over heads and queries.
+        keep = None if mask is None else mask[:, None, None, :]
         for layer in self.layers:
             qkv = F.linear(x, layer.qkv_weight, layer.qkv_bias)
-            attended = F.linear(
-                self._attention(qkv, attention_mask), layer.out_weight, layer.out_bias
-            )
+            attended = F.linear(self._attention(qkv, keep), layer.out_weight, layer.out_bias)
             attended += x
             x = F.layer_norm(attended, hidden, layer.ln1_weight, layer.ln1_bias, eps)
             up = self._activation(F.linear(x, layer.up_weight, layer.up_bias))
@@ -119,23 +115,19 @@ class Bert:
             x = F.layer_norm(down, hidden, layer.ln2_weight, layer.ln2_bias, eps)
         return self._pool(x, mask)
 
-    def _attention(self, qkv: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """Return the attention context of fused (batch, length, 3 * hidden) projections.
-
-        `mask` broadcasts to (batch, heads, length, length): True where a key may be attended
-        to on CUDA, True where a key is padding on CPU; None when nothing is padded.
-        """
+    def _attention(self, qkv: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+        """Return the attention context of fused (batch, length, 3 * hidden) projections."""
         batch, length, _ = qkv.shape
         q, k, v = qkv.view(batch, length, 3, self.spec.num_heads, -1).permute(2, 0, 3, 1, 4)
-        if self.on_cuda:
+        if self.on_cuda or q.dtype == torch.float32:
             # Flash (no mask) or memory-efficient (mask) kernels; the scale is in the weights.
-            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=1.0)
         else:
-            # On CPU, for sentences (tens of tokens), plain products with the softmax in fp32
-            # run twice as fast as SDPA's CPU kernel in bf16 (as fast in fp32), and round less.
+            # SDPA's CPU kernel is slow in bf16: for sentences (tens of tokens) plain products
+            # with the softmax in fp32 take half its time.
             scores = torch.matmul(q, k.transpose(-1, -2)).float()
-            if mask is not None:
-                scores.masked_fill_(mask, float("-inf"))
+            if keep is not None:
+                scores.masked_fill_(keep.logical_not(), float("-inf"))
             context = torch.matmul(torch.softmax(scores, dim=-1).to(v.dtype), v)
         return context.transpose(1, 2).reshape(batch, length, -1)
 
