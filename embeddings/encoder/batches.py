@@ -3,7 +3,7 @@
 import itertools
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -99,7 +99,7 @@ def make_batches(
     lower: bool,
     batching: Batching,
     batch_size: int | None,
-) -> Iterator[Batch]:
+) -> Generator[Batch, None, None]:
     """Yield batches of texts of (nearly) equal token counts, longest first in each chunk.
 
     A batch holds `batch_size` texts when given, else as many as fit in the token budget.
@@ -127,7 +127,7 @@ def make_batches(
             yield Batch(positions=chosen + chunk_start, ids=ids, mask=mask)
 
 
-def prefetched(items: Iterator[T], *, depth: int) -> Iterator[T]:
+def prefetched(items: Iterator[T], *, depth: int) -> Generator[T, None, None]:
     """Iterate over `items` computed by a background thread, up to `depth` ahead.
 
     The Rust tokenizer releases the GIL, so the thread tokenizes while the caller's thread

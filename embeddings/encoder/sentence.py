@@ -3,6 +3,7 @@
 import logging
 from collections import deque
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -131,7 +132,8 @@ class SentenceEncoder:
         )
         if self.batching.prefetch:
             batches = prefetched(batches, depth=self.batching.prefetch)
-        with torch.inference_mode():
+        # closing(): on an error the prefetching thread stops now, not when garbage is collected.
+        with closing(batches), torch.inference_mode():
             if self.device.type == "cuda":
                 # Events and pinned copies follow the current device: make it the encoder's.
                 with torch.cuda.device(self.device):

@@ -11,6 +11,8 @@ import random
 import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from safetensors import safe_open
 from sentence_transformers import SentenceTransformer
 
 from embeddings.encoder import SentenceEncoder, default_model_dir, load_encoder
+from embeddings.encoder.batches import prefetched
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 MODEL_DIR = Path(os.environ.get("EMBEDDINGS_MODEL_DIR") or default_model_dir())
@@ -175,6 +178,24 @@ def test_chunked_prefetched_batches_give_the_same_vectors(fp32_encoder: Sentence
     finally:
         fp32_encoder.batching = default
     assert cosines(vectors, baseline).min() >= 0.99999
+
+
+def test_prefetching_raises_the_producers_error_and_stops_when_closed() -> None:
+    """The background thread's exception reaches the consumer; closing early ends the thread."""
+
+    def failing() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise RuntimeError("tokenizing failed")
+
+    received = prefetched(failing(), depth=1)
+    assert [next(received), next(received)] == [1, 2]
+    with pytest.raises(RuntimeError, match="tokenizing failed"):
+        next(received)
+    endless = prefetched(iter(range(10**9)), depth=2)
+    assert next(endless) == 0
+    endless.close()
+    assert not [t for t in threading.enumerate() if t.name == "encoder-prefetch"]
 
 
 def test_texts_past_the_limit_are_truncated(fp32_encoder: SentenceEncoder) -> None:
