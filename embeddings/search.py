@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from celery.exceptions import TaskRevokedError
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from django.conf import settings
 from django.core.cache import cache
@@ -70,7 +71,8 @@ def text_vectors(texts: Sequence[str], *, model: str) -> list[np.ndarray]:
             # `expires`: a worker that picks the message up after we gave up drops it.
             pending = app.send_task("embeddings.encode_query", args=[missing], expires=timeout)
             vectors = pending.get(timeout=timeout)
-        except (CeleryTimeoutError, BrokerError, RedisError) as exc:
+        # A worker that took the message after it expired revokes it: that is a timeout too.
+        except (CeleryTimeoutError, TaskRevokedError, BrokerError, RedisError) as exc:
             logger.warning("free-text query not encoded: %s", exc.__class__.__name__)
             raise SearchRefused(
                 503,
