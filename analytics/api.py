@@ -15,7 +15,13 @@ from analytics.permissions import ReadScope, request_project
 from analytics.queries.catalog import CatalogEntry, has_metric, metric_names, tag_keys, tag_values
 from analytics.queries.series import AGGS, FILLS, series_buckets
 from analytics.renderers import FastJSONRenderer
-from analytics.series_params import DIGITS_RE, format_width, parse_series_query, without_nul
+from analytics.series_params import (
+    DIGITS_RE,
+    format_width,
+    parse_series_query,
+    refuse_repeated,
+    without_nul,
+)
 
 # Every refusal: `{"error": "...", "detail": [{"field": ..., "error": ...}]}`.
 ErrorBody = inline_serializer(
@@ -160,6 +166,7 @@ class MetricCatalogView(APIView):
     )
     def get(self, request: Request) -> Response:
         project = request_project(request)
+        refuse_repeated(request.query_params)
         entries = metric_names(
             project_id=project.pk,
             search=_search(request),
@@ -179,6 +186,7 @@ class TagKeyCatalogView(APIView):
     )
     def get(self, request: Request) -> Response:
         project = request_project(request)
+        refuse_repeated(request.query_params)
         metric = _required(request, "metric")
         if not has_metric(project_id=project.pk, metric=metric):
             raise NotFound(f"metric {metric!r} not found in this project")
@@ -203,6 +211,7 @@ class TagValueCatalogView(APIView):
     )
     def get(self, request: Request) -> Response:
         project = request_project(request)
+        refuse_repeated(request.query_params)
         metric, key = _required(request, "metric"), _required(request, "key")
         if not has_metric(project_id=project.pk, metric=metric):
             raise NotFound(f"metric {metric!r} not found in this project")

@@ -31,6 +31,17 @@ def _invalid(field: str, message: str) -> ValidationError:
     return ValidationError({field: [message]})
 
 
+def refuse_repeated(params: QueryDict, *, repeatable: frozenset[str] = frozenset()) -> None:
+    """Raise a 400 naming the first parameter sent more than once that takes one value.
+
+    QueryDict.get() quietly keeps the last of repeated values; a client that sent two
+    limits meant something, and answering for one of them would hide the mistake.
+    """
+    for name, values in params.lists():
+        if len(values) > 1 and name not in repeatable:
+            raise _invalid(name[:64], f"given {len(values)} times; it takes one value")
+
+
 def without_nul(field: str, value: str) -> str:
     """Return `value`, or raise a 400 naming `field` if it holds NUL.
 
@@ -123,6 +134,7 @@ def _choice(params: QueryDict, field: str, allowed: tuple[str, ...], default: st
 
 def parse_series_query(params: QueryDict, *, project_id: int, now: datetime) -> SeriesQuery:
     """Build a SeriesQuery from request parameters, or raise a 400 naming the parameter."""
+    refuse_repeated(params, repeatable=frozenset({"where"}))
     metric = params.get("metric", "").strip()
     if not metric:
         raise _invalid("metric", "required")

@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from analytics.api_errors import error_body
 from analytics.permissions import ReadScope, WriteScope, request_project
 from analytics.renderers import FastJSONRenderer
-from analytics.series_params import format_width
+from analytics.series_params import format_width, refuse_repeated
 from embeddings import schema
 from embeddings.queries import item_detail, item_summaries
 from embeddings.search import SearchOutcome, SearchRefused, search_by_examples, similar_items
@@ -165,6 +165,7 @@ class ItemsView(_ItemsAPIView):
     )
     def get(self, request: Request) -> Response:
         project = request_project(request)
+        refuse_repeated(request.query_params)
         raw_limit = request.query_params.get("limit", str(LIST_LIMIT_DEFAULT))
         if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
             raise ValidationError({"limit": ["must be an integer from 1 to 100"]})

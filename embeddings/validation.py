@@ -17,6 +17,7 @@ from django.http import QueryDict
 from rest_framework.exceptions import ValidationError
 
 from analytics.queries.series import AGGS
+from analytics.series_params import refuse_repeated
 from ingestion.validation import CONTROL_RE, Invalid, type_name
 
 EXTERNAL_ID_MAX = 200
@@ -318,6 +319,7 @@ def parse_trend(metric: Any, range_: Any, agg: Any) -> TrendRequest | None:
 
 def parse_similar_params(params: QueryDict) -> tuple[int, tuple[AttributeFilter, ...], Any]:
     """Return (k, filters, trend) of GET …/similar."""
+    refuse_repeated(params, repeatable=frozenset({"where"}))
     return (
         parse_k(params.get("k")),
         parse_where_params(params.getlist("where")),

@@ -100,6 +100,15 @@ def test_bad_limit_is_400(api_client, project, other_project, reader, path, limi
     assert response.json() == invalid("limit", "must be an integer from 1 to 1000")
 
 
+@pytest.mark.parametrize("path", [METRICS, TAG_KEYS, TAG_VALUES])
+def test_a_parameter_sent_twice_is_400(api_client, project, other_project, reader, path):
+    """Two values of a one-value parameter are refused, not silently narrowed to the last."""
+    write_catalog(project, other_project)
+    response = get(api_client, path, reader, metric="cpu", key="host", limit=["abc", "4"])
+    assert response.status_code == 400
+    assert response.json() == invalid("limit", "given 2 times; it takes one value")
+
+
 def test_limit_with_non_ascii_digit_is_400(api_client, project, other_project, reader):
     """A limit that str.isdigit() accepts but int() does not ('²') is a 400, not a crash."""
     write_catalog(project, other_project)

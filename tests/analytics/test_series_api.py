@@ -613,6 +613,7 @@ def bad(**overrides: Any) -> dict[str, Any]:
             "'region=eu' must be key:value, key!=value or key:in(a,b)",
         ),
         (bad(where=":eu"), "where", "':eu' has no tag key"),
+        (bad(agg=["sum", "max"]), "agg", "given 2 times; it takes one value"),
         (bad(where="host:in()"), "where", "'host:in()' lists no values"),
         (
             bad(where=["region:eu", "nonsense"]),

@@ -185,6 +185,7 @@ def test_invalid_search_bodies(client, key, catalogue, body, field, message):
         ({"where": ":books"}, "where"),
         ({"where": [f"k{i}:v" for i in range(17)]}, "where"),
         ({"trend": "m", "range": "0h"}, "range"),
+        ({"k": ["3", "4"]}, "k"),
     ],
 )
 def test_invalid_similar_parameters(client, key, catalogue, params, field):
