@@ -1,12 +1,19 @@
-"""Small helpers for tests: auth headers and the environment of worker subprocesses."""
+"""Small helpers for tests: auth headers, and real gunicorn and Celery subprocesses."""
 
 import os
 import socket
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from django.db import connection
 
 from analytics.services import IssuedKey
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def bearer(issued: IssuedKey) -> dict[str, str]:
@@ -54,3 +61,29 @@ def celery_worker_argv(
     if name is not None:
         argv += ["-n", f"{name}@%h"]
     return argv
+
+
+@contextmanager
+def running_gunicorn(
+    *, env: dict[str, str], log: Path, workers: int = 1, threads: int = 1
+) -> Iterator[str]:
+    """Serve the app with gunicorn on a free loopback port; yield its base URL, stop it after."""
+    port = free_port()
+    command = [sys.executable, "-m", "gunicorn", "analytics.wsgi", "--bind", f"127.0.0.1:{port}"]
+    command += ["--workers", str(workers), "--threads", str(threads)]
+    command += ["--timeout", "60", "--log-level", "warning"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while not port_open(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"gunicorn did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -10,8 +10,6 @@ mistakes for async code, so that check is lifted for the lifetime of this packag
 
 import os
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ from playwright.sync_api import (
 )
 
 from tests.browser.site import BrowserSite, build_site, remove_site
-from tests.helpers import free_port, port_open, worker_environment
+from tests.helpers import running_gunicorn, worker_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -93,41 +91,12 @@ def server(
     site: BrowserSite, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """Serve the app with gunicorn on the test database and yield its base URL."""
-    port = free_port()
     log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
     with django_db_blocker.unblock():
         env = worker_environment()
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "analytics.wsgi",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "1",
-        # Threads let a dashboard's panels load in parallel on the one worker process.
-        "--threads",
-        "8",
-        "--timeout",
-        "60",
-        "--log-level",
-        "warning",
-    ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while not port_open(port):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"gunicorn did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    # Threads let a dashboard's panels load in parallel on the one worker process.
+    with running_gunicorn(env=env, log=log, workers=1, threads=8) as url:
+        yield url
 
 
 @pytest.fixture(scope="package")

@@ -11,8 +11,6 @@ operation; the slow variant (`make test-full`) runs many more and the coverage p
 
 import functools
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,7 +38,7 @@ from analytics.services.rollups import refresh_rollups
 from embeddings.services import upsert_items
 from embeddings.validation import ItemInput
 from embeddings.worker import model_name
-from tests.helpers import free_port, port_open, worker_environment
+from tests.helpers import running_gunicorn, worker_environment
 from tests.reliability.tenants import (
     SHARED_ITEM,
     SHARED_METRIC,
@@ -84,38 +82,11 @@ def live_server_url(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     """Serve the app with gunicorn (two workers, as `make run`) on the test database."""
-    port = free_port()
     log = tmp_path_factory.mktemp("fuzz") / "gunicorn.log"
     with django_db_blocker.unblock():
         env = worker_environment()
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "analytics.wsgi",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "2",
-        "--timeout",
-        "60",
-        "--log-level",
-        "warning",
-    ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while not port_open(port):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"gunicorn did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with running_gunicorn(env=env, log=log, workers=2) as url:
+        yield url
     # A traceback in the log is a 500 the checks may have missed (a streamed body, say).
     assert "Traceback" not in log.read_text(), log.read_text()[-5000:]
 
