@@ -1,5 +1,11 @@
 """Error pages: the platform's JSON error body under /api/, Django's pages elsewhere."""
 
+from django.core.exceptions import (
+    DisallowedHost,
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 
@@ -10,9 +16,22 @@ def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith("/api/")
 
 
+def _bad_request_reason(exception: Exception) -> tuple[str, str]:
+    """Return (field, problem) of a request Django refused before any view saw it."""
+    if isinstance(exception, DisallowedHost):
+        return "Host", "names a host this server does not answer to (see ALLOWED_HOSTS)"
+    if isinstance(exception, RequestDataTooBig):
+        return "body", "larger than this server accepts"
+    if isinstance(exception, TooManyFieldsSent | TooManyFilesSent):
+        return "body", "too many form fields or files"
+    return "request", f"refused ({exception.__class__.__name__})"
+
+
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     if _is_api(request):
-        return JsonResponse(error_body("bad request"), status=400)
+        field, problem = _bad_request_reason(exception)
+        detail = [{"field": field, "error": problem}]
+        return JsonResponse(error_body(f"bad request: {field}: {problem}", detail), status=400)
     return defaults.bad_request(request, exception)
 
 

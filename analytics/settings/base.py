@@ -229,10 +229,26 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"without_traceback": {"()": "analytics.logging_filters.WithoutTraceback"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console_brief": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["without_traceback"],
+        },
+    },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
-        name: {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO"), "propagate": False}
-        for name in ("analytics", "ingestion", "embeddings", "dashboards")
+        **{
+            name: {
+                "handlers": ["console"],
+                "level": env_str("LOG_LEVEL", "INFO"),
+                "propagate": False,
+            }
+            for name in ("analytics", "ingestion", "embeddings", "dashboards")
+        },
+        # Suspicious requests (a bad Host header, say) are the client's doing: one line each.
+        "django.security": {"handlers": ["console_brief"], "level": "WARNING", "propagate": False},
     },
 }
