@@ -142,7 +142,9 @@ def main() -> int:
         if health.get("status") != "ok":
             print(f"run: /healthz is not ok: {json.dumps(health)}", file=sys.stderr)
         print(
-            f"\n  Admin:   http://{HOST}:{PORT}/admin/   ({login.split('login ')[-1]})\n"
+            f"\n  Login:   {login.split('login ')[-1]}\n"
+            f"  Pages:   http://{HOST}:{PORT}/dashboards/   (similar items: /p/demo/similar/)\n"
+            f"  Admin:   http://{HOST}:{PORT}/admin/\n"
             f"  API:     http://{HOST}:{PORT}/api/docs/\n"
             f"  Health:  http://{HOST}:{PORT}/healthz\n"
             "  Stop:    Ctrl-C\n",
