@@ -18,7 +18,7 @@ from rest_framework.exceptions import ValidationError
 
 from analytics.queries.series import AGGS
 from analytics.series_params import refuse_repeated
-from ingestion.validation import CONTROL_RE, Invalid, type_name
+from ingestion.validation import CONTROL_RE, Invalid, required_text, type_name
 
 EXTERNAL_ID_MAX = 200
 TITLE_MAX = 500
@@ -112,17 +112,7 @@ def identifier(value: Any, field: str = "external_id") -> str:
     """Return a valid external id (integers are read as their decimal string, as events do)."""
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    if not isinstance(value, str):
-        raise Invalid(f"{field}: must be a string, not {type_name(value)}")
-    if not value:
-        raise Invalid(f"{field}: must not be empty")
-    if len(value) > EXTERNAL_ID_MAX:
-        raise Invalid(f"{field}: longer than {EXTERNAL_ID_MAX} characters")
-    if CONTROL_RE.search(value):
-        raise Invalid(f"{field}: contains a control character")
-    if value != value.strip():
-        raise Invalid(f"{field}: {value[:64]!r} starts or ends with whitespace")
-    return value
+    return required_text(value, field, EXTERNAL_ID_MAX)
 
 
 def _free_text(value: Any, field: str, max_length: int, *, required: bool) -> str:

@@ -63,7 +63,8 @@ class TimeWindow:
         return moment
 
 
-def _text(value: Any, field: str, max_length: int) -> str:
+def required_text(value: Any, field: str, max_length: int) -> str:
+    """Return a non-empty, trimmed string without control characters, or raise Invalid."""
     if not isinstance(value, str):
         raise Invalid(f"{field}: must be a string, not {type_name(value)}")
     if not value:
@@ -119,7 +120,7 @@ _tag_sets = _ValidCache()
 def metric_name(value: Any, field: str = "metric") -> str:
     if field == "metric" and isinstance(value, str) and _metrics.get(value):
         return value
-    name = _text(value, field, METRIC_MAX)
+    name = required_text(value, field, METRIC_MAX)
     if field == "metric":
         _metrics.put(name, True)
     return name
@@ -141,11 +142,11 @@ def tag_set(value: Any, field: str = "tags") -> Tags:
     if len(value) > MAX_TAGS:
         raise Invalid(f"{field}: {len(value)} tags, at most {MAX_TAGS} allowed")
     for key, tag_value in value.items():
-        _text(key, f"{field} key {key[:TAG_KEY_MAX]!r}", TAG_KEY_MAX)
+        required_text(key, f"{field} key {key[:TAG_KEY_MAX]!r}", TAG_KEY_MAX)
         if ":" in key:
             # `where=key:value` filters split at the first colon.
             raise Invalid(f"{field}: key {key!r} must not contain ':'")
-        _text(tag_value, f"{field}.{key}", TAG_VALUE_MAX)
+        required_text(tag_value, f"{field}.{key}", TAG_VALUE_MAX)
     tags: Tags = tuple(sorted(value.items()))
     return _tag_sets.put(cache_key, tags) if cache_key is not None else tags
 
@@ -155,7 +156,7 @@ def optional_text(value: Any, field: str, max_length: int) -> str | None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    return _text(value, field, max_length)
+    return required_text(value, field, max_length)
 
 
 def finite_number(value: Any, field: str = "value") -> float:
