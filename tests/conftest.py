@@ -1,19 +1,17 @@
 """Fixtures shared by every test: projects, API keys, clients and a real Celery worker."""
 
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from analytics.models import Project
 from analytics.services import IssuedKey, create_api_key
 from analytics.services.points import series_cache
-from tests.helpers import celery_worker_argv, worker_environment
+from tests.helpers import celery_worker_argv, running_celery_worker, worker_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,27 +55,10 @@ def celery_worker(
     log = tmp_path_factory.mktemp("celery") / "worker.log"
     with django_db_blocker.unblock():  # type: ignore[attr-defined]
         env = worker_environment()
-    cache.delete("celery:worker-heartbeat")
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            celery_worker_argv("default,embeddings", concurrency=2),
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while cache.get("celery:worker-heartbeat") is None:
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"the Celery worker did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
-    yield process
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with running_celery_worker(
+        argv=celery_worker_argv("default,embeddings", concurrency=2), env=env, log=log
+    ) as process:
+        yield process
 
 
 def pytest_report_header() -> str:

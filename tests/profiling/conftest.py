@@ -5,7 +5,6 @@ the settings-free test_isolation.py is collected; under staging_test it is the o
 """
 
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,12 +12,11 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.core.cache import cache
 from django.db import connection
 from django.test import Client
 from psycopg import sql
 
-from tests.helpers import celery_worker_argv, worker_environment
+from tests.helpers import celery_worker_argv, running_celery_worker, worker_environment
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -108,24 +106,7 @@ def staging_worker(
         DJANGO_SETTINGS_MODULE="analytics.settings.staging_test",
         SILK_MAX_RECORDED_REQUESTS="10",
     )
-    cache.delete("celery:worker-heartbeat")
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            celery_worker_argv("default", extra=("--pool", "solo")),
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while cache.get("celery:worker-heartbeat") is None:
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"the Celery worker did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
-    yield process
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with running_celery_worker(
+        argv=celery_worker_argv("default", extra=("--pool", "solo")), env=env, log=log
+    ) as process:
+        yield process
