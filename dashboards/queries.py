@@ -298,6 +298,6 @@ def panel_data(panel: Panel, state: ViewState) -> PanelData:
         "matched_series": result.matched_series,
         "groups_total": result.groups_total,
         "buckets": len(result.times),
-        "sql": result.queries or statements,
+        "sql": statements,
     }
     return PanelData(figure=figure, inspect=inspect, result=result, query=query)

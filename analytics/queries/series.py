@@ -7,7 +7,7 @@ two.
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -86,7 +86,6 @@ class SeriesResult:
     server_ms: float = 0.0
     matched_series: int = 0
     groups_total: int = 0
-    queries: list[str] = field(default_factory=list)
 
 
 def align_down(moment: datetime, width: timedelta) -> datetime:
