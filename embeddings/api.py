@@ -160,7 +160,7 @@ class ItemsView(_ItemsAPIView):
             OpenApiParameter("limit", int, default=LIST_LIMIT_DEFAULT, description="1 to 100"),
             OpenApiParameter("project", str, description="project slug (session users)"),
         ],
-        responses={200: schema.ITEM_LIST, 400: schema.ERROR, 401: schema.ERROR, 403: schema.ERROR},
+        responses=schema.with_errors({200: schema.ITEM_LIST}, 400, 401, 403),
         description=schema.ITEM_LIST_DOC,
     )
     def get(self, request: Request) -> Response:
@@ -191,14 +191,7 @@ class ItemsView(_ItemsAPIView):
 
     @extend_schema(
         request=schema.ITEM_BATCH,
-        responses={
-            200: schema.UPSERT_RECEIPT,
-            400: schema.ERROR,
-            401: schema.ERROR,
-            403: schema.ERROR,
-            413: schema.ERROR,
-            415: schema.ERROR,
-        },
+        responses=schema.with_errors({200: schema.UPSERT_RECEIPT}, 400, 401, 403, 413, 415),
         description=schema.UPSERT_DOC,
     )
     def post(self, request: Request) -> Response:
@@ -239,12 +232,7 @@ class ItemDetailView(_ItemsAPIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("project", str, description="project slug (session users)")],
-        responses={
-            200: schema.ITEM_DETAIL,
-            401: schema.ERROR,
-            403: schema.ERROR,
-            404: schema.ERROR,
-        },
+        responses=schema.with_errors({200: schema.ITEM_DETAIL}, 401, 403, 404),
     )
     def get(self, request: Request, external_id: str) -> Response:
         project = request_project(request)
@@ -270,7 +258,7 @@ class ItemDetailView(_ItemsAPIView):
             }
         )
 
-    @extend_schema(responses={204: None, 401: schema.ERROR, 403: schema.ERROR, 404: schema.ERROR})
+    @extend_schema(responses=schema.with_errors({204: None}, 401, 403, 404))
     def delete(self, request: Request, external_id: str) -> Response:
         project = request_project(request)
         if not delete_item(project_id=project.pk, external_id=_external_id(external_id)):
@@ -283,14 +271,7 @@ class SimilarView(_ItemsAPIView):
 
     @extend_schema(
         parameters=schema.SIMILAR_PARAMETERS,
-        responses={
-            200: schema.SEARCH_RESULTS,
-            400: schema.ERROR,
-            401: schema.ERROR,
-            403: schema.ERROR,
-            404: schema.ERROR,
-            409: schema.ERROR,
-        },
+        responses=schema.with_errors({200: schema.SEARCH_RESULTS}, 400, 401, 403, 404, 409),
         description=schema.SEARCH_RESULTS_DOC,
     )
     def get(self, request: Request, external_id: str) -> Response:
@@ -321,17 +302,9 @@ class SearchView(_ItemsAPIView):
     @extend_schema(
         request=schema.SEARCH_REQUEST,
         parameters=[OpenApiParameter("project", str, description="project slug (session users)")],
-        responses={
-            200: schema.SEARCH_RESULTS,
-            400: schema.ERROR,
-            401: schema.ERROR,
-            403: schema.ERROR,
-            409: schema.ERROR,
-            413: schema.ERROR,
-            415: schema.ERROR,
-            422: schema.ERROR,
-            503: schema.ERROR,
-        },
+        responses=schema.with_errors(
+            {200: schema.SEARCH_RESULTS}, 400, 401, 403, 409, 413, 415, 422, 503
+        ),
         examples=schema.SEARCH_EXAMPLES,
         description=schema.SEARCH_RESULTS_DOC,
     )

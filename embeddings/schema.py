@@ -13,6 +13,12 @@ ERROR = inline_serializer(
     },
 )
 
+
+def with_errors(success: dict[int, Any], *codes: int) -> dict[int, Any]:
+    """Return the responses `success` plus the platform's error body for each status in `codes`."""
+    return {**success, **dict.fromkeys(codes, ERROR)}
+
+
 _ITEM_FIELDS: dict[str, Any] = {
     "external_id": serializers.CharField(max_length=200),
     "title": serializers.CharField(max_length=500),
