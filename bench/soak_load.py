@@ -8,10 +8,12 @@ Nothing here imports Django: the clients speak HTTP only.
 """
 
 import http.client
+import itertools
 import random
 import re
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
@@ -118,6 +120,18 @@ def _pause(stop: Event, until: float) -> None:
         stop.wait(delay)
 
 
+def _every(period: float, deadline: float, stop: Event, step: Callable[[], None]) -> None:
+    """Call `step` every `period` seconds until the deadline or the stop; Ctrl-C ends quietly
+    (the parent process cleans up)."""
+    try:
+        while _running(stop, deadline):
+            started = time.monotonic()
+            step()
+            _pause(stop, started + period)
+    except KeyboardInterrupt:
+        pass
+
+
 def ingest_client(
     target: Target,
     templates: list[EventTemplate],
@@ -197,24 +211,19 @@ def dashboard_client(
     """Every `period` seconds open the next dashboard and fetch each of its panels' data."""
     client = Http(target.port)
     try:
-        try:
-            _login(client, target)
-        except Exception as exc:  # recorded; the panels then answer 302 and count as errors
-            queue.put(("login", time.monotonic(), 0.0, False, 0, f"{type(exc).__name__}: {exc}"))
-        slugs = sorted(dashboards)
-        turn = 0
-        while _running(stop, deadline):
-            started = time.monotonic()
-            slug = slugs[turn % len(slugs)]
-            turn += 1
-            base = f"/p/{target.project}/dashboards/{slug}/"
-            _timed(queue, "dashboard", client, "GET", base)
-            for panel_id in dashboards[slug]:
-                path = f"{base}panels/{panel_id}/data"
-                _timed(queue, "panel", client, "GET", path)
-            _pause(stop, started + period)
-    except KeyboardInterrupt:
-        pass
+        _login(client, target)
+    except Exception as exc:  # recorded; the panels then answer 302 and count as errors
+        queue.put(("login", time.monotonic(), 0.0, False, 0, f"{type(exc).__name__}: {exc}"))
+    slugs = itertools.cycle(sorted(dashboards))
+
+    def open_next_dashboard() -> None:
+        slug = next(slugs)
+        base = f"/p/{target.project}/dashboards/{slug}/"
+        _timed(queue, "dashboard", client, "GET", base)
+        for panel_id in dashboards[slug]:
+            _timed(queue, "panel", client, "GET", f"{base}panels/{panel_id}/data")
+
+    _every(period, deadline, stop, open_next_dashboard)
 
 
 def search_client(
@@ -231,25 +240,23 @@ def search_client(
     client = Http(target.port)
     auth = {"Authorization": f"Bearer {target.read_key}"}
     post = {**auth, "Content-Type": "application/json"}
-    try:
-        while _running(stop, deadline):
-            started = time.monotonic()
-            roll = rng.random()
-            if roll < 0.6:
-                path = f"/api/v1/items/{rng.choice(items)}/similar?k=10"
-                _timed(queue, "similar", client, "GET", path, None, auth)
-            elif roll < 0.85:
-                first, second, unlike = rng.sample(items, 3)  # distinct: the API refuses overlap
-                body = orjson.dumps({"like": [first, second], "unlike": [unlike], "k": 10})
-                _timed(queue, "search", client, "POST", "/api/v1/search", body, post)
-            else:
-                # Fresh words each time, so the query vector is not in the cache.
-                text = " ".join(rng.sample(WORDS, 4))
-                body = orjson.dumps({"like": [{"text": text}], "k": 10})
-                _timed(queue, "search_text", client, "POST", "/api/v1/search", body, post)
-            _pause(stop, started + period)
-    except KeyboardInterrupt:
-        pass
+
+    def search_once() -> None:
+        roll = rng.random()
+        if roll < 0.6:
+            path = f"/api/v1/items/{rng.choice(items)}/similar?k=10"
+            _timed(queue, "similar", client, "GET", path, None, auth)
+        elif roll < 0.85:
+            first, second, unlike = rng.sample(items, 3)  # distinct: the API refuses overlap
+            body = orjson.dumps({"like": [first, second], "unlike": [unlike], "k": 10})
+            _timed(queue, "search", client, "POST", "/api/v1/search", body, post)
+        else:
+            # Fresh words each time, so the query vector is not in the cache.
+            text = " ".join(rng.sample(WORDS, 4))
+            body = orjson.dumps({"like": [{"text": text}], "k": 10})
+            _timed(queue, "search_text", client, "POST", "/api/v1/search", body, post)
+
+    _every(period, deadline, stop, search_once)
 
 
 def series_client(
@@ -265,19 +272,17 @@ def series_client(
     rng = random.Random(seed)
     client = Http(target.port)
     auth = {"Authorization": f"Bearer {target.read_key}"}
-    try:
-        while _running(stop, deadline):
-            started = time.monotonic()
-            metric, agg, group_by = rng.choice(metrics)
-            params = {
-                "metric": metric,
-                "agg": agg,
-                "start": rng.choice(["now-15m", "now-1h", "now-6h", "now-24h"]),
-                "group_by": group_by,
-                "limit": "10",
-            }
-            path = f"/api/v1/series?{urllib.parse.urlencode(params)}"
-            _timed(queue, "series", client, "GET", path, None, auth)
-            _pause(stop, started + period)
-    except KeyboardInterrupt:
-        pass
+
+    def read_series() -> None:
+        metric, agg, group_by = rng.choice(metrics)
+        params = {
+            "metric": metric,
+            "agg": agg,
+            "start": rng.choice(["now-15m", "now-1h", "now-6h", "now-24h"]),
+            "group_by": group_by,
+            "limit": "10",
+        }
+        path = f"/api/v1/series?{urllib.parse.urlencode(params)}"
+        _timed(queue, "series", client, "GET", path, None, auth)
+
+    _every(period, deadline, stop, read_series)
