@@ -4,34 +4,23 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from analytics.api_errors import ERROR_BODY
+from analytics.endpoints import EndpointNames
 from analytics.health import platform_health
 from analytics.permissions import ReadScope, request_project
 from analytics.queries.catalog import CatalogEntry, has_metric, metric_names, tag_keys, tag_values
 from analytics.queries.series import AGGS, FILLS, series_buckets
+from analytics.refusals import invalid, not_found
 from analytics.renderers import FastJSONRenderer
-from analytics.series_params import (
-    DIGITS_RE,
-    format_width,
-    parse_series_query,
-    refuse_repeated,
-    without_nul,
-)
+from analytics.series_params import DIGITS_RE, format_width, parse_series_query
+from analytics.validation import refuse_repeated, without_nul
 
-# Every refusal: `{"error": "...", "detail": [{"field": ..., "error": ...}]}`.
-ErrorBody = inline_serializer(
-    "ApiError",
-    {
-        "error": serializers.CharField(),
-        "detail": serializers.ListField(child=serializers.DictField()),
-    },
-)
-READ_ERRORS = {400: ErrorBody, 401: ErrorBody, 403: ErrorBody}
+READ_ERRORS = {400: ERROR_BODY, 401: ERROR_BODY, 403: ERROR_BODY}
 
 
 class ProjectSerializer(serializers.Serializer[object]):
@@ -63,7 +52,7 @@ class ProjectView(APIView):
     permission_classes = [ReadScope]
 
     # 404: a `{slug}` that is not a slug (letters, digits, - and _) names no URL.
-    @extend_schema(responses={200: ProjectSerializer, **READ_ERRORS, 404: ErrorBody})
+    @extend_schema(responses={200: ProjectSerializer, **READ_ERRORS, 404: ERROR_BODY})
     def get(self, request: Request, slug: str | None = None) -> Response:
         project = request_project(request, slug)
         api_key = getattr(request.user, "api_key", None)
@@ -83,6 +72,7 @@ class SeriesView(APIView):
 
     permission_classes = [ReadScope]
     renderer_classes = [FastJSONRenderer]
+    endpoint_names = EndpointNames(metric="series")
 
     @extend_schema(
         parameters=[
@@ -106,7 +96,7 @@ class SeriesView(APIView):
             OpenApiParameter("compare", str, enum=["previous_period"]),
             OpenApiParameter("project", str, description="project slug (session users)"),
         ],
-        responses={200: OpenApiTypes.OBJECT, **READ_ERRORS, 404: ErrorBody},
+        responses={200: OpenApiTypes.OBJECT, **READ_ERRORS, 404: ERROR_BODY},
     )
     def get(self, request: Request) -> Response:
         project = request_project(request)
@@ -114,7 +104,7 @@ class SeriesView(APIView):
         result = series_buckets(query)
         # Checked only when nothing matched, to spare the usual request a query.
         if not result.matched_series and not has_metric(project_id=project.pk, metric=query.metric):
-            raise NotFound(f"metric {query.metric!r} not found in this project")
+            raise not_found(f"metric {query.metric!r} not found in this project")
         body = {
             "metric": result.metric,
             "agg": result.agg,
@@ -140,14 +130,14 @@ def _entries(entries: list[CatalogEntry]) -> list[dict[str, object]]:
 def _limit(request: Request) -> int:
     raw = request.query_params.get("limit", "100")
     if not DIGITS_RE.fullmatch(raw) or not 1 <= int(raw) <= 1000:
-        raise ValidationError({"limit": ["must be an integer from 1 to 1000"]})
+        raise invalid("limit", "must be an integer from 1 to 1000")
     return int(raw)
 
 
 def _required(request: Request, name: str) -> str:
     value = request.query_params.get(name, "")
     if not value:
-        raise ValidationError({name: ["required"]})
+        raise invalid(name, "required")
     return without_nul(name, value)
 
 
@@ -182,14 +172,14 @@ class TagKeyCatalogView(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("metric", str, required=True)],
-        responses={200: OpenApiTypes.OBJECT, **READ_ERRORS, 404: ErrorBody},
+        responses={200: OpenApiTypes.OBJECT, **READ_ERRORS, 404: ERROR_BODY},
     )
     def get(self, request: Request) -> Response:
         project = request_project(request)
         refuse_repeated(request.query_params)
         metric = _required(request, "metric")
         if not has_metric(project_id=project.pk, metric=metric):
-            raise NotFound(f"metric {metric!r} not found in this project")
+            raise not_found(f"metric {metric!r} not found in this project")
         return Response(
             {"metric": metric, "keys": _entries(tag_keys(project_id=project.pk, metric=metric))}
         )
@@ -207,14 +197,14 @@ class TagValueCatalogView(APIView):
             OpenApiParameter("search", str),
             OpenApiParameter("limit", int, default=100),
         ],
-        responses={200: OpenApiTypes.OBJECT, **READ_ERRORS, 404: ErrorBody},
+        responses={200: OpenApiTypes.OBJECT, **READ_ERRORS, 404: ERROR_BODY},
     )
     def get(self, request: Request) -> Response:
         project = request_project(request)
         refuse_repeated(request.query_params)
         metric, key = _required(request, "metric"), _required(request, "key")
         if not has_metric(project_id=project.pk, metric=metric):
-            raise NotFound(f"metric {metric!r} not found in this project")
+            raise not_found(f"metric {metric!r} not found in this project")
         entries = tag_values(
             project_id=project.pk,
             metric=metric,

@@ -1,21 +1,38 @@
-"""JSON errors for the API: `{"error": "...", "detail": [...]}` naming what was wrong."""
+"""JSON errors for the API: `{"error": "...", "detail": [...]}` naming what was wrong.
+
+One exception handler renders every refusal (`analytics.refusals.Refusal`), DRF's own
+exceptions (authentication, permissions, unparseable requests) and an unreachable
+database in that one shape; `ERROR_BODY` documents it once for the OpenAPI schema.
+"""
 
 import logging
 from typing import Any
 
 import psycopg
 from django.db import OperationalError
-from rest_framework import exceptions
+from drf_spectacular.utils import inline_serializer
+from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from analytics.refusals import Refusal, error_body
 
 logger = logging.getLogger(__name__)
 DATABASE_RETRY_AFTER_S = 5
 
+# Every refusal: `{"error": "...", "detail": [{"field": ..., "error": ...}]}`.
+ERROR_BODY = inline_serializer(
+    "ApiError",
+    {
+        "error": serializers.CharField(),
+        "detail": serializers.ListField(child=serializers.DictField()),
+    },
+)
 
-def error_body(error: str, detail: list[Any] | None = None) -> dict[str, Any]:
-    """Return the platform's error body."""
-    return {"error": error, "detail": detail or []}
+
+def with_errors(success: dict[int, Any], *codes: int) -> dict[int, Any]:
+    """Return the responses `success` plus the platform's error body for each of `codes`."""
+    return {**success, **dict.fromkeys(codes, ERROR_BODY)}
 
 
 def _flatten(data: Any, path: str = "") -> list[dict[str, str]]:
@@ -36,6 +53,11 @@ def _flatten(data: Any, path: str = "") -> list[dict[str, str]]:
     return [{"field": path, "error": str(data)}]
 
 
+def refusal_response(refusal: Refusal) -> Response:
+    """Return the DRF response that answers `refusal`."""
+    return Response(refusal.body(), status=refusal.status, headers=refusal.headers)
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Render every API error in the platform's shape.
 
@@ -43,6 +65,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     nothing was acknowledged, and the client should simply retry. The COPY path works on
     the raw psycopg connection, whose errors Django does not wrap, so those count too.
     """
+    if isinstance(exc, Refusal):
+        return refusal_response(exc)
     if isinstance(exc, (OperationalError, psycopg.OperationalError)):
         logger.warning("database unavailable: %s", str(exc).strip())
         return Response(

@@ -9,7 +9,7 @@ from django.core.exceptions import (
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 
-from analytics.api_errors import error_body
+from analytics.refusals import error_body
 
 
 def _is_api(request: HttpRequest) -> bool:

@@ -1,25 +1,23 @@
-"""Middleware that records the platform's own request metrics (see analytics.platform_metrics)."""
+"""Middleware of the core: the platform's own request metrics, and refusals of plain Django views.
+
+Which views are timed or count as ingestion is declared by the views themselves
+(`analytics.endpoints`), never listed here.
+"""
 
 import time
 from collections.abc import Callable
 
+import orjson
 from django.http import HttpRequest, HttpResponse
 
+from analytics.endpoints import endpoint_names
 from analytics.platform_metrics import (
     INGEST_ERRORS,
     REQUEST_MS,
     record_platform_metric,
     request_project_id,
 )
-
-# URL names whose latency the "Platform health" dashboard shows, and the endpoint tag.
-TIMED_ENDPOINTS = {
-    "api-series": "series",
-    "items-search": "search",
-    "items-similar": "similar",
-    "dashboards:panel-data": "panel",
-}
-INGEST_ENDPOINTS = frozenset({"ingest-events", "influx-write"})
+from analytics.refusals import Refusal
 
 
 class PlatformMetricsMiddleware:
@@ -35,22 +33,48 @@ class PlatformMetricsMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         response = self.get_response(request)
-        match = request.resolver_match
+        names = endpoint_names(request.resolver_match)
         project_id = request_project_id(request)
-        if match is None or project_id is None:
+        if project_id is None:
             return response
-        if match.view_name in INGEST_ENDPOINTS and response.status_code >= 400:
+        if names.ingest and response.status_code >= 400:
             record_platform_metric(
                 project_id=project_id,
                 metric=INGEST_ERRORS,
                 value=1,
                 tags={"status": str(response.status_code)},
             )
-        elif match.view_name in TIMED_ENDPOINTS:
+        elif names.metric is not None:
             record_platform_metric(
                 project_id=project_id,
                 metric=REQUEST_MS,
                 value=(time.perf_counter() - started) * 1000,
-                tags={"endpoint": TIMED_ENDPOINTS[match.view_name]},
+                tags={"endpoint": names.metric},
             )
+        return response
+
+
+class RefusalMiddleware:
+    """Answer a Refusal raised in a plain Django view as the API's JSON error body.
+
+    DRF views render refusals in their exception handler; this is the same answer for the
+    views of the pages (panel data, CSV) that are not DRF views.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, Refusal):
+            return None
+        response = HttpResponse(
+            orjson.dumps(exception.body()),
+            status=exception.status,
+            content_type="application/json",
+        )
+        for name, value in exception.headers.items():
+            response[name] = value
         return response

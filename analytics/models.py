@@ -78,6 +78,12 @@ class ApiKey(models.Model):
         return scope in self.scopes
 
 
+# The longest metric name and item id a series may carry: ingestion, the series API and
+# search all check against these.
+METRIC_MAX = 200
+SERIES_ITEM_MAX = 200
+
+
 class Series(models.Model):
     """One time series: a metric with a tag set (and optionally the item it is about).
 
@@ -86,11 +92,11 @@ class Series(models.Model):
     """
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="series")
-    metric = models.CharField(max_length=200)
+    metric = models.CharField(max_length=METRIC_MAX)
     tags = models.JSONField(default=dict)
     # NULL, not "", means "about no item": the ingest path writes NULL for events
     # without an item, and the unique constraint treats NULLs as equal.
-    item = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    item = models.CharField(max_length=SERIES_ITEM_MAX, null=True, blank=True)  # noqa: DJ001
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

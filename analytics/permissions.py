@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 from analytics.authentication import ApiKeyUser
 from analytics.models import ApiKey, Project
 from analytics.platform_metrics import note_request_project
+from analytics.refusals import invalid
 
 
 class _RequireScope(BasePermission):
@@ -65,7 +66,7 @@ def request_project(request: Request, slug: str | None = None) -> Project:
         if len(mine) == 1:
             note_request_project(request, mine[0].id)
             return mine[0]
-        raise exceptions.ValidationError({"project": "name the project with ?project=<slug>"})
+        raise invalid("project", "name the project with ?project=<slug>")
     # PostgreSQL text cannot hold NUL: no project has such a slug, and asking would fail.
     project = projects.filter(slug=slug).first() if "\x00" not in slug else None
     if project is None:

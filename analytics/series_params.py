@@ -5,9 +5,11 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.http import QueryDict
-from rest_framework.exceptions import ValidationError
 
+from analytics.models import METRIC_MAX
 from analytics.queries.series import AGGS, FILLS, SeriesQuery, TagFilter, align_down, align_up
+from analytics.refusals import invalid as _invalid
+from analytics.validation import refuse_repeated, without_nul
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 RELATIVE_RE = re.compile(r"now(?:\s*-\s*([0-9]{1,12})([smhdw]))?")
@@ -24,33 +26,6 @@ AUTO_POINTS = 300
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 MAX_GROUPS = 50
-METRIC_MAX = 200
-
-
-def _invalid(field: str, message: str) -> ValidationError:
-    return ValidationError({field: [message]})
-
-
-def refuse_repeated(params: QueryDict, *, repeatable: frozenset[str] = frozenset()) -> None:
-    """Raise a 400 naming the first parameter sent more than once that takes one value.
-
-    QueryDict.get() quietly keeps the last of repeated values; a client that sent two
-    limits meant something, and answering for one of them would hide the mistake.
-    """
-    for name, values in params.lists():
-        if len(values) > 1 and name not in repeatable:
-            raise _invalid(name[:64], f"given {len(values)} times; it takes one value")
-
-
-def without_nul(field: str, value: str) -> str:
-    """Return `value`, or raise a 400 naming `field` if it holds NUL.
-
-    PostgreSQL text cannot hold NUL, so no name can match it, and sending one to the
-    database fails the whole query (a 500) instead of matching nothing.
-    """
-    if "\x00" in value:
-        raise _invalid(field, "must not contain NUL (0x00) characters")
-    return value
 
 
 def parse_time(value: str, field: str, now: datetime) -> datetime:

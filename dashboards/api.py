@@ -1,8 +1,9 @@
 """Panel data endpoints of the dashboard pages: the figure and inspector as JSON, or CSV.
 
 Plain Django views behind the session login (they belong to the pages, not the public
-API): a bad URL parameter answers 400 `{"error", "detail": [{"field", "error"}]}`
-naming it, another project's panel answers 404.
+API): a bad URL parameter is a Refusal, which the core's RefusalMiddleware answers
+with 400 `{"error", "detail": [{"field", "error"}]}` naming it; another project's
+panel answers 404.
 """
 
 import csv
@@ -17,11 +18,10 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from analytics.api_errors import error_body
+from analytics.endpoints import named_endpoint
 from analytics.platform_metrics import note_request_project
 from dashboards.models import Panel
 from dashboards.queries import (
-    ParamError,
     panel_data,
     panel_for_user,
     panel_series,
@@ -35,16 +35,6 @@ def _json(body: Any, status: int = 200) -> HttpResponse:
     return HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
 
 
-def _bad_param(error: ParamError) -> HttpResponse:
-    return _json(
-        error_body(
-            f"invalid request: {error.param}: {error.message}",
-            [{"field": error.param, "error": error.message}],
-        ),
-        status=400,
-    )
-
-
 def _panel(request: HttpRequest, project_slug: str, slug: str, panel_id: int) -> Panel:
     panel = panel_for_user(
         user=request.user, project_slug=project_slug, slug=slug, panel_id=panel_id
@@ -55,6 +45,7 @@ def _panel(request: HttpRequest, project_slug: str, slug: str, panel_id: int) ->
     return panel
 
 
+@named_endpoint(metric="panel", panel_profile="panel")
 @login_required
 @require_GET
 def panel_data_view(
@@ -63,10 +54,7 @@ def panel_data_view(
     """Return {panel, figure, inspect} for one panel in the range and variables of the URL."""
     started = time.perf_counter()
     panel = _panel(request, project_slug, slug, panel_id)
-    try:
-        state = parse_view_state(request.GET, dashboard=panel.dashboard, now=timezone.now())
-    except ParamError as error:
-        return _bad_param(error)
+    state = parse_view_state(request.GET, dashboard=panel.dashboard, now=timezone.now())
     data = panel_data(panel, state)
     body = {
         "panel": {"id": panel.pk, "title": panel.title, "kind": panel.kind},
@@ -104,6 +92,7 @@ class _Echo:
         return value
 
 
+@named_endpoint(panel_profile="panel-csv")
 @login_required
 @require_GET
 def panel_csv_view(
@@ -111,10 +100,7 @@ def panel_csv_view(
 ) -> HttpResponse | StreamingHttpResponse:
     """Stream the panel's series answer as CSV: a time column and one column per group."""
     panel = _panel(request, project_slug, slug, panel_id)
-    try:
-        state = parse_view_state(request.GET, dashboard=panel.dashboard, now=timezone.now())
-    except ParamError as error:
-        return _bad_param(error)
+    state = parse_view_state(request.GET, dashboard=panel.dashboard, now=timezone.now())
     result = panel_series(panel, state)
     writer = csv.writer(_Echo())
     response = StreamingHttpResponse(

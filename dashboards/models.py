@@ -11,10 +11,10 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
-from rest_framework.exceptions import ValidationError as ApiValidationError
 
 from analytics.models import Project
 from analytics.queries.series import AGGS
+from analytics.refusals import Refusal
 from analytics.series_params import MAX_GROUPS, parse_bucket, parse_filter, parse_time
 from dashboards.figures import CHART_KINDS
 
@@ -33,16 +33,6 @@ class Refresh(models.TextChoices):
     TEN_SECONDS = "10s", "10 seconds"
     ONE_MINUTE = "1m", "1 minute"
     FIVE_MINUTES = "5m", "5 minutes"
-
-
-def _api_message(exc: ApiValidationError) -> str:
-    """Return the first message of a series-parameter error (the parsers name the field)."""
-    detail: Any = exc.detail
-    if isinstance(detail, dict):
-        detail = next(iter(detail.values()), "")
-    if isinstance(detail, list):
-        detail = detail[0] if detail else ""
-    return str(detail)
 
 
 def _text(value: Any, where: str) -> str:
@@ -111,8 +101,8 @@ def validate_filters(value: Any) -> None:
         _text(where, f"filters[{index}]")
         try:
             _, name = variable_reference(where)
-        except ApiValidationError as exc:
-            raise ValidationError(f"filters[{index}]: {_api_message(exc)}") from exc
+        except Refusal as exc:
+            raise ValidationError(f"filters[{index}]: {exc.reason}") from exc
         if name is not None and not VARIABLE_NAME_RE.fullmatch(name):
             raise ValidationError(f"filters[{index}]: ${name[:64]} is not a variable name")
 
@@ -121,8 +111,8 @@ def validate_range_bound(value: str) -> None:
     """Check a default range bound: `now`, `now-6h` or an ISO 8601 time."""
     try:
         parse_time(value, "range", datetime.now(UTC))
-    except ApiValidationError as exc:
-        raise ValidationError(_api_message(exc)) from exc
+    except Refusal as exc:
+        raise ValidationError(exc.reason) from exc
 
 
 def validate_bucket(value: str) -> None:
@@ -130,8 +120,8 @@ def validate_bucket(value: str) -> None:
     now = datetime.now(UTC)
     try:
         parse_bucket(value, now, now)
-    except ApiValidationError as exc:
-        raise ValidationError(_api_message(exc)) from exc
+    except Refusal as exc:
+        raise ValidationError(exc.reason) from exc
 
 
 class Dashboard(models.Model):
@@ -175,7 +165,7 @@ class Dashboard(models.Model):
         try:
             start = parse_time(self.default_from, "default_from", now)
             end = parse_time(self.default_to, "default_to", now)
-        except ApiValidationError:
+        except Refusal:
             return  # the field validators name the bound at fault
         if end <= start:
             raise ValidationError({"default_to": "must be after the default 'from'"})
@@ -253,7 +243,7 @@ class Panel(models.Model):
             for index, where in enumerate(self.filters):
                 try:
                     _, name = variable_reference(where)
-                except (ApiValidationError, TypeError, AttributeError):
+                except (Refusal, TypeError, AttributeError):
                     continue  # the field validator reports it
                 if name is not None and name not in known:
                     errors["filters"] = (

@@ -15,7 +15,6 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Count, QuerySet
 from django.http import QueryDict
-from rest_framework.exceptions import ValidationError as ApiValidationError
 
 from analytics.queries.series import (
     SeriesQuery,
@@ -26,6 +25,7 @@ from analytics.queries.series import (
     epoch_ms,
     series_buckets,
 )
+from analytics.refusals import invalid
 from analytics.series_params import format_width, parse_bucket, parse_filter, parse_time
 from dashboards.figures import Figure, SeriesData, panel_figure
 from dashboards.models import Dashboard, Panel, Refresh
@@ -44,24 +44,6 @@ RANGE_PRESETS: tuple[tuple[str, str], ...] = (
     ("Last 90 days", "now-90d"),
     ("Last 1 year", "now-365d"),
 )
-
-
-class ParamError(Exception):
-    """A URL parameter of a dashboard view is wrong; `param` names it."""
-
-    def __init__(self, param: str, message: str) -> None:
-        super().__init__(f"{param}: {message}")
-        self.param = param
-        self.message = message
-
-
-def _reraise(param: str, exc: ApiValidationError) -> ParamError:
-    detail: Any = exc.detail
-    if isinstance(detail, dict):
-        detail = next(iter(detail.values()), "")
-    if isinstance(detail, list):
-        detail = detail[0] if detail else ""
-    return ParamError(param, str(detail))
 
 
 def dashboards_for_user(*, user: Any) -> QuerySet[Dashboard]:
@@ -137,22 +119,16 @@ class ViewState:
 
 
 def parse_view_state(params: QueryDict, *, dashboard: Dashboard, now: datetime) -> ViewState:
-    """Read `from`, `to`, `refresh` and `var-<name>` (repeated) or raise ParamError."""
+    """Read `from`, `to`, `refresh` and `var-<name>` (repeated) or raise a 400 naming it."""
     range_from = params.get("from") or dashboard.default_from
     range_to = params.get("to") or dashboard.default_to
-    try:
-        start = parse_time(range_from, "from", now)
-    except ApiValidationError as exc:
-        raise _reraise("from", exc) from exc
-    try:
-        end = parse_time(range_to, "to", now)
-    except ApiValidationError as exc:
-        raise _reraise("to", exc) from exc
+    start = parse_time(range_from, "from", now)
+    end = parse_time(range_to, "to", now)
     if end <= start:
-        raise ParamError("to", f"{range_to[:64]} must be after from ({range_from[:64]})")
+        raise invalid("to", f"{range_to[:64]} must be after from ({range_from[:64]})")
     refresh = params.get("refresh") or dashboard.refresh
     if refresh not in Refresh.values:
-        raise ParamError("refresh", f"{refresh[:16]!r} is not one of {', '.join(Refresh.values)}")
+        raise invalid("refresh", f"{refresh[:16]!r} is not one of {', '.join(Refresh.values)}")
     selected: dict[str, tuple[str, ...]] = {}
     for variable in dashboard.variables:
         param = VARIABLE_PARAM_PREFIX + variable["name"]
@@ -160,13 +136,13 @@ def parse_view_state(params: QueryDict, *, dashboard: Dashboard, now: datetime) 
             continue
         values = tuple(dict.fromkeys(value for value in params.getlist(param) if value))
         if len(values) > MAX_VARIABLE_VALUES:
-            raise ParamError(param, f"at most {MAX_VARIABLE_VALUES} values")
+            raise invalid(param, f"at most {MAX_VARIABLE_VALUES} values")
         if any(len(value) > MAX_VALUE_CHARS for value in values):
-            raise ParamError(param, f"values must be at most {MAX_VALUE_CHARS} characters")
+            raise invalid(param, f"values must be at most {MAX_VALUE_CHARS} characters")
         if any("\x00" in value for value in values):
-            raise ParamError(param, "values must not contain NUL characters")
+            raise invalid(param, "values must not contain NUL characters")
         if len(values) > 1 and not variable.get("multi", True):
-            raise ParamError(param, "takes one value")
+            raise invalid(param, "takes one value")
         selected[variable["name"]] = values
     return ViewState(range_from, range_to, start, end, refresh, selected)
 

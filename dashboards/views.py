@@ -13,11 +13,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from analytics.refusals import Refusal
 from dashboards.models import Refresh
 from dashboards.queries import (
     RANGE_PRESETS,
     VARIABLE_PARAM_PREFIX,
-    ParamError,
     dashboard_for_user,
     dashboard_panels,
     dashboards_for_user,
@@ -43,8 +43,8 @@ def dashboard_view(request: HttpRequest, project_slug: str, slug: str) -> HttpRe
     context: dict[str, Any] = {"project": dashboard.project, "dashboard": dashboard}
     try:
         state = parse_view_state(request.GET, dashboard=dashboard, now=timezone.now())
-    except ParamError as error:
-        context.update(param=error.param, message=error.message)
+    except Refusal as error:
+        context.update(param=error.field, message=error.reason)
         return render(request, "dashboards/bad_request.html", context, status=400)
     panels = dashboard_panels(dashboard=dashboard)
     base = {"project_slug": project_slug, "slug": slug}

@@ -6,11 +6,12 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
+from analytics.validation import Invalid
+from embeddings.bodies import clean_item
 from embeddings.models import Item
 from embeddings.services import upsert_items
-from embeddings.validation import ItemInput, clean_item
+from embeddings.validation import ItemInput
 from embeddings.worker import model_name
-from ingestion.validation import Invalid
 
 
 class ItemForm(forms.ModelForm[Item]):

@@ -1,107 +1,40 @@
 """Thin API views of items and search: parse, call one service or query, serialise.
 
 Reads take a read key or a logged-in member (`?project=<slug>`); writes take a write
-key. Bodies are read within limits by `ingestion.body.read_body` (gzip allowed).
+key. Bodies are read within the core's limits (`analytics.request_body`, gzip allowed)
+and validated by their declarations (`embeddings.bodies`); refusals are the core's
+`Refusal`, rendered by the API's exception handler.
 """
 
 from typing import Any
 
-import orjson
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from analytics.api_errors import error_body
+from analytics.api_errors import with_errors
+from analytics.endpoints import EndpointNames
 from analytics.permissions import ReadScope, WriteScope, request_project
+from analytics.refusals import invalid, not_found
 from analytics.renderers import FastJSONRenderer
-from analytics.series_params import format_width, refuse_repeated
+from analytics.request_body import read_json_body
+from analytics.series_params import format_width
+from analytics.validation import Invalid, refuse_repeated
 from embeddings import schema
+from embeddings.bodies import ITEM_UPSERT_BODY, SearchBody, items_from_body, search_from_body
 from embeddings.queries import item_detail, item_summaries
-from embeddings.search import SearchOutcome, SearchRefused, search_by_examples, similar_items
+from embeddings.search import SearchOutcome, search_by_examples, similar_items
 from embeddings.services import delete_item, upsert_items
-from embeddings.validation import (
-    ItemInput,
-    clean_item,
-    identifier,
-    parse_search_body,
-    parse_similar_params,
-)
+from embeddings.validation import identifier, parse_similar_params
 from embeddings.worker import model_name
-from ingestion.body import read_body
-from ingestion.errors import IngestRefused
-from ingestion.validation import Invalid
 
 SEARCH_MAX_BODY_BYTES = 256 * 1024
-MAX_ERRORS_SHOWN = 100
 LIST_LIMIT_DEFAULT = 20
-RETRY_AFTER_S = 5
-
-
-def _refused(status: int, error: str, detail: list[Any] | None = None) -> Response:
-    response = Response(error_body(error, detail), status=status)
-    if status in (409, 503):
-        # Not embedded yet, or no worker: both pass by themselves.
-        response["Retry-After"] = str(RETRY_AFTER_S)
-    return response
-
-
-def _json_body(request: Request, max_bytes: int) -> Any:
-    """Return the parsed JSON body, or raise IngestRefused (413/415/400) saying why."""
-    media_type = (request.content_type or "").split(";")[0].strip().lower()
-    if media_type != "application/json":
-        raise IngestRefused(
-            415, f"Content-Type {media_type or '(none)'!r} is not supported; use application/json"
-        )
-    body = read_body(request._request, max_bytes=max_bytes, max_decompressed=max_bytes * 5)
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise IngestRefused(400, f"body is not valid JSON: {exc}") from exc
-
-
-def _parse_items(document: Any) -> list[ItemInput]:
-    """Validate a whole batch; any invalid item refuses all of them (nothing is written)."""
-    if isinstance(document, dict) and set(document) == {"items"}:
-        document = document["items"]
-    if not isinstance(document, list):
-        raise IngestRefused(400, 'body must be a JSON array of items or {"items": [...]}')
-    if not document:
-        raise IngestRefused(400, "no items: send at least one")
-    limit = settings.ITEMS_MAX_PER_REQUEST
-    if len(document) > limit:
-        raise IngestRefused(413, f"{len(document)} items in one request, at most {limit} allowed")
-    items: list[ItemInput] = []
-    errors: list[dict[str, Any]] = []
-    first_index: dict[str, int] = {}
-    for index, raw in enumerate(document):
-        try:
-            item = clean_item(raw)
-        except Invalid as exc:
-            errors.append({"index": index, "error": str(exc)})
-            continue
-        if item.external_id in first_index:
-            errors.append(
-                {
-                    "index": index,
-                    "error": f"external_id: {item.external_id!r} repeats item "
-                    f"{first_index[item.external_id]} of this batch",
-                }
-            )
-            continue
-        first_index[item.external_id] = index
-        items.append(item)
-    if errors:
-        raise IngestRefused(
-            400,
-            f"{len(errors)} invalid item(s); nothing was written (first: item {errors[0]['index']}: "
-            f"{errors[0]['error']})",
-            errors[:MAX_ERRORS_SHOWN],
-        )
-    return items
+LIST_LIMIT_MAX = 100
+LIST_SEARCH_MAX = 200
 
 
 def _results(outcome: SearchOutcome, k: int) -> dict[str, Any]:
@@ -157,21 +90,23 @@ class ItemsView(_ItemsAPIView):
         operation_id="api_v1_items_list",
         parameters=[
             OpenApiParameter("q", str, description="words that must all appear in the title or id"),
-            OpenApiParameter("limit", int, default=LIST_LIMIT_DEFAULT, description="1 to 100"),
+            OpenApiParameter(
+                "limit", int, default=LIST_LIMIT_DEFAULT, description=f"1 to {LIST_LIMIT_MAX}"
+            ),
             OpenApiParameter("project", str, description="project slug (session users)"),
         ],
-        responses=schema.with_errors({200: schema.ITEM_LIST}, 400, 401, 403),
+        responses=with_errors({200: schema.ITEM_LIST}, 400, 401, 403),
         description=schema.ITEM_LIST_DOC,
     )
     def get(self, request: Request) -> Response:
         project = request_project(request)
         refuse_repeated(request.query_params)
         raw_limit = request.query_params.get("limit", str(LIST_LIMIT_DEFAULT))
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
-            raise ValidationError({"limit": ["must be an integer from 1 to 100"]})
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= LIST_LIMIT_MAX:
+            raise invalid("limit", f"must be an integer from 1 to {LIST_LIMIT_MAX}")
         search = request.query_params.get("q", "")
-        if len(search) > 200 or "\x00" in search:
-            raise ValidationError({"q": ["must be at most 200 characters, without NUL"]})
+        if len(search) > LIST_SEARCH_MAX or "\x00" in search:
+            raise invalid("q", f"must be at most {LIST_SEARCH_MAX} characters, without NUL")
         items = item_summaries(
             project_id=project.pk, search=search, limit=int(raw_limit), model=model_name()
         )
@@ -190,16 +125,14 @@ class ItemsView(_ItemsAPIView):
         )
 
     @extend_schema(
-        request=schema.ITEM_BATCH,
-        responses=schema.with_errors({200: schema.UPSERT_RECEIPT}, 400, 401, 403, 413, 415),
+        request=ITEM_UPSERT_BODY,
+        responses=with_errors({200: schema.UPSERT_RECEIPT}, 400, 401, 403, 413, 415),
         description=schema.UPSERT_DOC,
     )
     def post(self, request: Request) -> Response:
         project = request_project(request)
-        try:
-            items = _parse_items(_json_body(request, settings.ITEMS_MAX_BODY_BYTES))
-        except IngestRefused as exc:
-            return _refused(exc.status, exc.error, exc.detail)
+        body = read_json_body(request._request, max_bytes=settings.ITEMS_MAX_BODY_BYTES)
+        items = items_from_body(body)
         result = upsert_items(project_id=project.pk, items=items, model=model_name())
         status = {
             **{external_id: "created" for external_id in result.created},
@@ -224,7 +157,7 @@ def _external_id(value: str) -> str:
     try:
         return identifier(value)
     except Invalid as exc:
-        raise NotFound(f"no item {value[:64]!r} in this project") from exc
+        raise not_found(f"no item {value[:64]!r} in this project") from exc
 
 
 class ItemDetailView(_ItemsAPIView):
@@ -232,7 +165,7 @@ class ItemDetailView(_ItemsAPIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("project", str, description="project slug (session users)")],
-        responses=schema.with_errors({200: schema.ITEM_DETAIL}, 401, 403, 404),
+        responses=with_errors({200: schema.ITEM_DETAIL}, 401, 403, 404),
     )
     def get(self, request: Request, external_id: str) -> Response:
         project = request_project(request)
@@ -240,7 +173,7 @@ class ItemDetailView(_ItemsAPIView):
             project_id=project.pk, external_id=_external_id(external_id), model=model_name()
         )
         if item is None:
-            raise NotFound(f"no item {external_id[:64]!r} in this project")
+            raise not_found(f"no item {external_id[:64]!r} in this project")
         return Response(
             {
                 "external_id": item.external_id,
@@ -258,39 +191,36 @@ class ItemDetailView(_ItemsAPIView):
             }
         )
 
-    @extend_schema(responses=schema.with_errors({204: None}, 401, 403, 404))
+    @extend_schema(responses=with_errors({204: None}, 401, 403, 404))
     def delete(self, request: Request, external_id: str) -> Response:
         project = request_project(request)
         if not delete_item(project_id=project.pk, external_id=_external_id(external_id)):
-            raise NotFound(f"no item {external_id[:64]!r} in this project")
+            raise not_found(f"no item {external_id[:64]!r} in this project")
         return Response(status=204)
 
 
 class SimilarView(_ItemsAPIView):
     """The k items most similar to one item, optionally filtered and with a metric's trend."""
 
+    endpoint_names = EndpointNames(metric="similar", profile="search:similar")
+
     @extend_schema(
         parameters=schema.SIMILAR_PARAMETERS,
-        responses=schema.with_errors({200: schema.SEARCH_RESULTS}, 400, 401, 403, 404, 409),
+        responses=with_errors({200: schema.SEARCH_RESULTS}, 400, 401, 403, 404, 409),
         description=schema.SEARCH_RESULTS_DOC,
     )
     def get(self, request: Request, external_id: str) -> Response:
         project = request_project(request)
-        k, where, trend = parse_similar_params(request.query_params)
-        try:
-            outcome = similar_items(
-                project_id=project.pk,
-                external_id=_external_id(external_id),
-                k=k,
-                where=where,
-                trend=trend,
-                model=model_name(),
-            )
-        except SearchRefused as exc:
-            if exc.status == 422:  # the item in the path is unknown
-                raise NotFound(f"no item {external_id[:64]!r} in this project") from exc
-            return _refused(exc.status, exc.error.replace("external_id: ", "", 1), exc.detail)
-        return Response(_results(outcome, k))
+        params = parse_similar_params(request.query_params)
+        outcome = similar_items(
+            project_id=project.pk,
+            external_id=_external_id(external_id),
+            k=params.k,
+            where=params.where,
+            trend=params.trend,
+            model=model_name(),
+        )
+        return Response(_results(outcome, params.k))
 
 
 class SearchView(_ItemsAPIView):
@@ -298,24 +228,17 @@ class SearchView(_ItemsAPIView):
 
     # A search changes nothing: read scope, although it is a POST.
     write_methods = frozenset()
+    endpoint_names = EndpointNames(metric="search", profile="search")
 
     @extend_schema(
-        request=schema.SEARCH_REQUEST,
+        request=SearchBody,
         parameters=[OpenApiParameter("project", str, description="project slug (session users)")],
-        responses=schema.with_errors(
-            {200: schema.SEARCH_RESULTS}, 400, 401, 403, 409, 413, 415, 422, 503
-        ),
+        responses=with_errors({200: schema.SEARCH_RESULTS}, 400, 401, 403, 409, 413, 415, 422, 503),
         examples=schema.SEARCH_EXAMPLES,
         description=schema.SEARCH_RESULTS_DOC,
     )
     def post(self, request: Request) -> Response:
         project = request_project(request)
-        try:
-            search = parse_search_body(_json_body(request, SEARCH_MAX_BODY_BYTES))
-        except IngestRefused as exc:
-            return _refused(exc.status, exc.error, exc.detail)
-        try:
-            outcome = search_by_examples(project_id=project.pk, request=search, model=model_name())
-        except SearchRefused as exc:
-            return _refused(exc.status, exc.error, exc.detail)
+        search = search_from_body(read_json_body(request._request, max_bytes=SEARCH_MAX_BODY_BYTES))
+        outcome = search_by_examples(project_id=project.pk, request=search, model=model_name())
         return Response(_results(outcome, search.k))

@@ -1,90 +1,22 @@
-"""OpenAPI descriptions of the items and search API (drf-spectacular), kept out of the views."""
+"""OpenAPI descriptions of the items and search API's answers (drf-spectacular), kept out of the views.
 
-from typing import Any
+Request bodies are declared once in `embeddings.bodies`, which validates them too.
+"""
 
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, inline_serializer
 from rest_framework import serializers
 
-ERROR = inline_serializer(
-    "ItemsError",
-    {
-        "error": serializers.CharField(),
-        "detail": serializers.ListField(child=serializers.DictField()),
-    },
+from analytics.queries.series import AGGS
+from analytics.series_params import format_width
+from embeddings.validation import (
+    K_DEFAULT,
+    K_MAX,
+    RANGE_DEFAULT,
+    RANGE_MAX,
+    RANGE_MIN,
+    TREND_AGG_DEFAULT,
 )
 
-
-def with_errors(success: dict[int, Any], *codes: int) -> dict[int, Any]:
-    """Return the responses `success` plus the platform's error body for each status in `codes`."""
-    return {**success, **dict.fromkeys(codes, ERROR)}
-
-
-_ITEM_FIELDS: dict[str, Any] = {
-    "external_id": serializers.CharField(max_length=200),
-    "title": serializers.CharField(max_length=500),
-    "text": serializers.CharField(required=False, max_length=20_000),
-    "attributes": serializers.DictField(required=False),
-}
-# The upsert body as the validation reads it (embeddings.validation.clean_item), so that
-# clients and schema-driven tests know exactly what passes: ids without control characters
-# or edge whitespace (integers read as their decimal string), titles not blank, flat
-# attributes of scalars or lists of scalars (null means none).
-_NO_CONTROL = r"\x00-\x1f\x7f"
-_TEXT_CONTROL = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
-_SCALAR: dict[str, Any] = {
-    "oneOf": [
-        {"type": "string", "maxLength": 1000, "pattern": r"^[^\x00]*$"},
-        {"type": "number"},
-        {"type": "boolean"},
-    ],
-    "nullable": True,
-}
-_ITEM: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "external_id": {
-            "oneOf": [
-                {
-                    "type": "string",
-                    "maxLength": 200,
-                    "pattern": f"^[^{_NO_CONTROL}\\s]([^{_NO_CONTROL}]*[^{_NO_CONTROL}\\s])?$",
-                },
-                {"type": "integer"},
-            ]
-        },
-        "title": {
-            "type": "string",
-            "maxLength": 500,
-            "pattern": f"^[^{_TEXT_CONTROL}]*[^{_TEXT_CONTROL}\\s][^{_TEXT_CONTROL}]*$",
-        },
-        "text": {"type": "string", "maxLength": 20_000, "pattern": f"^[^{_TEXT_CONTROL}]*$"},
-        "attributes": {
-            "type": "object",
-            "nullable": True,
-            "maxProperties": 64,
-            "additionalProperties": {
-                "oneOf": [_SCALAR, {"type": "array", "maxItems": 100, "items": _SCALAR}]
-            },
-        },
-    },
-    "required": ["external_id", "title"],
-    "additionalProperties": False,
-}
-_ITEMS: dict[str, Any] = {"type": "array", "minItems": 1, "items": _ITEM}
-# By media type: drf-spectacular takes a raw schema only there.
-ITEM_BATCH: dict[str, Any] = {
-    "application/json": {
-        "oneOf": [
-            _ITEMS,
-            {
-                "type": "object",
-                "properties": {"items": _ITEMS},
-                "required": ["items"],
-                "additionalProperties": False,
-            },
-        ]
-    }
-}
 UPSERT_DOC = """Create or replace items by `external_id` (a batch of up to ITEMS_MAX_PER_REQUEST).
 
 The body is `{"items": [...]}` or a bare array. An upsert replaces the whole item: omitted
@@ -138,7 +70,10 @@ ITEM_LIST = inline_serializer(
 ITEM_DETAIL = inline_serializer(
     "ItemDetail",
     {
-        **_ITEM_FIELDS,
+        "external_id": serializers.CharField(),
+        "title": serializers.CharField(),
+        "text": serializers.CharField(),
+        "attributes": serializers.DictField(),
         "content_hash": serializers.CharField(),
         "embedding": inline_serializer(
             "ItemEmbedding",
@@ -215,18 +150,23 @@ SEARCH_RESULTS = inline_serializer(
 
 _TREND_PARAMETERS = [
     OpenApiParameter("trend", str, description="metric whose trend each result carries"),
-    OpenApiParameter("range", str, default="7d", description="trend range: 1h to 366d"),
+    OpenApiParameter(
+        "range",
+        str,
+        default=RANGE_DEFAULT,
+        description=f"trend range: {format_width(RANGE_MIN)} to {format_width(RANGE_MAX)}",
+    ),
     OpenApiParameter(
         "agg",
         str,
-        default="sum",
+        default=TREND_AGG_DEFAULT,
         # Empty (a form's blank choice) means the default.
-        enum=["", "avg", "sum", "count", "min", "max"],
+        enum=["", *AGGS],
         description="checked even without `trend`",
     ),
 ]
 SIMILAR_PARAMETERS = [
-    OpenApiParameter("k", int, default=10, description="1 to 100"),
+    OpenApiParameter("k", int, default=K_DEFAULT, description=f"1 to {K_MAX}"),
     OpenApiParameter(
         "where", str, many=True, description="key:value, key:a,b or key:in(a,b); repeat for AND"
     ),
@@ -234,23 +174,6 @@ SIMILAR_PARAMETERS = [
     OpenApiParameter("project", str, description="project slug (session users)"),
 ]
 
-
-def _example() -> serializers.JSONField:
-    return serializers.JSONField(help_text='an external id, or {"text": "a free example"}')
-
-
-SEARCH_REQUEST = inline_serializer(
-    "SearchRequest",
-    {
-        "like": serializers.ListField(child=_example(), min_length=1, max_length=20),
-        "unlike": serializers.ListField(child=_example(), required=False, max_length=20),
-        "k": serializers.IntegerField(required=False, min_value=1, max_value=100),
-        "where": serializers.DictField(required=False),
-        "trend": serializers.CharField(required=False),
-        "range": serializers.CharField(required=False),
-        "agg": serializers.CharField(required=False),
-    },
-)
 SEARCH_EXAMPLES = [
     OpenApiExample(
         "like two, unlike one, books only",

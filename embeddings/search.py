@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from analytics.celery import app
 from analytics.queries.item_trends import ItemTrends, item_trends
+from analytics.refusals import Refusal, not_found
 from embeddings.queries import Neighbours, combine_examples, example_vectors, nearest_items
 from embeddings.validation import AttributeFilter, Example, SearchRequest, TrendRequest
 
@@ -32,14 +33,8 @@ QUERY_VECTOR_TTL_S = 24 * 3600
 MIN_QUERY_NORM = 1e-6
 
 
-class SearchRefused(Exception):
-    """A search that cannot be answered as asked: status, message, and what was at fault."""
-
-    def __init__(self, status: int, error: str, detail: list[dict[str, str]] | None = None):
-        super().__init__(error)
-        self.status = status
-        self.error = error
-        self.detail = detail or []
+# Not embedded yet, or no worker: both pass by themselves, so say when to retry.
+RETRY_AFTER = {"Retry-After": "5"}
 
 
 @dataclass(frozen=True)
@@ -56,7 +51,7 @@ def _cache_key(model: str, text: str) -> str:
 def text_vectors(texts: Sequence[str], *, model: str) -> list[np.ndarray]:
     """Return the embeddings of `texts`: from the cache, else from one worker call.
 
-    Raises SearchRefused(503) when no worker answers within EMBEDDINGS_QUERY_TIMEOUT.
+    Raises Refusal(503) when no worker answers within EMBEDDINGS_QUERY_TIMEOUT.
     """
     keys = [_cache_key(model, text) for text in texts]
     try:
@@ -74,15 +69,18 @@ def text_vectors(texts: Sequence[str], *, model: str) -> list[np.ndarray]:
         # A worker that took the message after it expired revokes it: that is a timeout too.
         except (CeleryTimeoutError, TaskRevokedError, BrokerError, RedisError) as exc:
             logger.warning("free-text query not encoded: %s", exc.__class__.__name__)
-            raise SearchRefused(
+            raise Refusal(
                 503,
                 f"no embedding worker answered within {timeout} s; free-text examples need "
                 "a worker consuming the 'embeddings' queue (item examples work without one)",
+                headers=RETRY_AFTER,
             ) from exc
         except Exception as exc:  # the worker's own error, re-raised here by Celery
             logger.exception("the embedding worker failed to encode a query")
-            raise SearchRefused(
-                503, f"the embedding worker failed to encode the text ({exc.__class__.__name__})"
+            raise Refusal(
+                503,
+                f"the embedding worker failed to encode the text ({exc.__class__.__name__})",
+                headers=RETRY_AFTER,
             ) from exc
         fresh = {
             _cache_key(model, text): vector for text, vector in zip(missing, vectors, strict=True)
@@ -105,27 +103,35 @@ def _item_examples(
     )
     unknown = [e for e in wanted if e.external_id not in found]
     if unknown:
-        raise SearchRefused(
+        raise Refusal(
             422,
             f"{unknown[0].field}: no item {unknown[0].external_id!r} in this project",
             [{"field": e.field, "error": f"no item {e.external_id!r}"} for e in unknown],
         )
     waiting = [e for e in wanted if found[e.external_id or ""].vector is None]
     if waiting:
-        raise SearchRefused(
-            409,
-            f"{waiting[0].field}: item {waiting[0].external_id!r} is not embedded yet; retry "
-            "shortly",
-            [
-                {"field": e.field, "error": f"item {e.external_id!r} not embedded yet"}
-                for e in waiting
-            ],
+        first = waiting[0]
+        raise _not_embedded_yet(
+            f"{first.field}: item {first.external_id!r}",
+            [(e.field, e.external_id or "") for e in waiting],
         )
     return {
         external_id: example.vector
         for external_id, example in found.items()
         if example.vector is not None
     }
+
+
+def _not_embedded_yet(what: str, examples: Sequence[tuple[str, str]]) -> Refusal:
+    return Refusal(
+        409,
+        f"{what} is not embedded yet; retry shortly",
+        [
+            {"field": field, "error": f"item {external_id!r} not embedded yet"}
+            for field, external_id in examples
+        ],
+        headers=RETRY_AFTER,
+    )
 
 
 def _trends(*, project_id: int, trend: TrendRequest | None, neighbours: Neighbours) -> Any:
@@ -151,12 +157,20 @@ def similar_items(
     trend: TrendRequest | None,
     model: str,
 ) -> SearchOutcome:
-    """Return the items most similar to one item of the project (itself excluded)."""
-    example = Example(field="external_id", external_id=external_id)
-    vectors = _item_examples(project_id=project_id, examples=[example], model=model)
+    """Return the items most similar to one item of the project (itself excluded).
+
+    The item is the resource of the request: unknown is a 404, not yet embedded a 409.
+    """
+    example = example_vectors(project_id=project_id, external_ids=[external_id], model=model).get(
+        external_id
+    )
+    if example is None:
+        raise not_found(f"no item {external_id[:64]!r} in this project")
+    if example.vector is None:
+        raise _not_embedded_yet(f"item {external_id!r}", [("external_id", external_id)])
     neighbours = nearest_items(
         project_id=project_id,
-        vector=vectors[external_id],
+        vector=example.vector,
         k=k,
         model=model,
         where=where,
@@ -181,7 +195,7 @@ def search_by_examples(*, project_id: int, request: SearchRequest, model: str) -
 
     query = combine_examples([vector(e) for e in request.like], [vector(e) for e in request.unlike])
     if float(np.linalg.norm(query)) < MIN_QUERY_NORM:
-        raise SearchRefused(
+        raise Refusal(
             422,
             "like and unlike cancel out: the combined query vector is zero",
             [{"field": "unlike", "error": "cancels the positive examples"}],

@@ -1,7 +1,9 @@
 """Rules for what comes in over the items and search API, each error naming its field.
 
-Items follow the event rules of `ingestion.validation` (printable identifiers, bounded
-sizes, no NUL that PostgreSQL would refuse with a 500). Filters on attributes are
+Every rule raises `Invalid("<field>: why")`. The request bodies that use them are
+declared in `embeddings.bodies`; query strings are read here (`parse_similar_params`).
+Identifiers follow the core's rules (`analytics.validation`: printable, bounded, no NUL
+that PostgreSQL would refuse with a 500). Filters on attributes are
 written `where=key:value` in query strings (repeatable: AND; `key:a,b` or `key:in(a,b)`:
 OR) and `{"key": value | [values]}` in JSON bodies.
 """
@@ -14,14 +16,13 @@ from datetime import timedelta
 from typing import Any
 
 from django.http import QueryDict
-from rest_framework.exceptions import ValidationError
 
+from analytics.models import METRIC_MAX
 from analytics.queries.series import AGGS
-from analytics.series_params import refuse_repeated
-from ingestion.validation import CONTROL_RE, Invalid, required_text, type_name
+from analytics.refusals import invalid
+from analytics.validation import CONTROL_RE, Invalid, refuse_repeated, required_text, type_name
+from embeddings.models import EXTERNAL_ID_MAX
 
-EXTERNAL_ID_MAX = 200
-TITLE_MAX = 500
 TEXT_MAX = 20_000
 MAX_ATTRIBUTES = 64
 ATTRIBUTE_KEY_MAX = 64
@@ -33,8 +34,6 @@ MAX_EXAMPLES = 20
 QUERY_TEXT_MAX = 2000
 K_MAX = 100
 K_DEFAULT = 10
-ITEM_FIELDS = frozenset({"external_id", "title", "text", "attributes"})
-SEARCH_FIELDS = frozenset({"like", "unlike", "k", "where", "trend", "range", "agg"})
 # Newlines and tabs belong in free text; the other control characters never do.
 TEXT_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 RANGE_RE = re.compile(r"([0-9]{1,4})([mhdw])")
@@ -104,8 +103,17 @@ class SearchRequest:
     trend: TrendRequest | None
 
 
-def _invalid(field: str, message: str) -> ValidationError:
-    return ValidationError({field: [message]})
+@dataclass(frozen=True)
+class SimilarParams:
+    """The query of GET /api/v1/items/<id>/similar."""
+
+    k: int
+    where: tuple[AttributeFilter, ...]
+    trend: TrendRequest | None
+
+
+def _invalid(field: str, message: str) -> Invalid:
+    return Invalid(f"{field}: {message}")
 
 
 def identifier(value: Any, field: str = "external_id") -> str:
@@ -115,7 +123,7 @@ def identifier(value: Any, field: str = "external_id") -> str:
     return required_text(value, field, EXTERNAL_ID_MAX)
 
 
-def _free_text(value: Any, field: str, max_length: int, *, required: bool) -> str:
+def free_text(value: Any, field: str, max_length: int, *, required: bool) -> str:
     if not isinstance(value, str):
         raise Invalid(f"{field}: must be a string, not {type_name(value)}")
     if required and not value.strip():
@@ -176,27 +184,6 @@ def attributes(value: Any, field: str = "attributes") -> dict[str, Any]:
     return clean
 
 
-def clean_item(raw: Any) -> ItemInput:
-    """Validate one item of an upsert; raise Invalid naming the field."""
-    if not isinstance(raw, dict):
-        raise Invalid(f"item: must be an object, not {type_name(raw)}")
-    unknown = raw.keys() - ITEM_FIELDS
-    if unknown:
-        raise Invalid(
-            f"{sorted(unknown)[0]}: unknown field (allowed: {', '.join(sorted(ITEM_FIELDS))})"
-        )
-    if "external_id" not in raw:
-        raise Invalid("external_id: required")
-    if "title" not in raw:
-        raise Invalid("title: required")
-    return ItemInput(
-        external_id=identifier(raw["external_id"]),
-        title=_free_text(raw["title"], "title", TITLE_MAX, required=True),
-        text=_free_text(raw.get("text", ""), "text", TEXT_MAX, required=False),
-        attributes=attributes(raw.get("attributes")),
-    )
-
-
 # --- filters ---------------------------------------------------------------------------
 
 
@@ -230,10 +217,7 @@ def parse_where_params(values: list[str]) -> tuple[AttributeFilter, ...]:
         key, colon, rest = raw.partition(":")
         if not colon:
             raise _invalid("where", f"{raw[:64]!r} must be key:value (or key:v1,v2 for either)")
-        try:
-            key = attribute_key(key.strip(), "where")
-        except Invalid as exc:
-            raise _invalid("where", str(exc).removeprefix("where: ")) from exc
+        key = attribute_key(key.strip(), "where")
         if rest.startswith("in(") and rest.endswith(")"):
             rest = rest[3:-1]
         texts = [part.strip() for part in rest.split(",")]
@@ -258,17 +242,13 @@ def parse_where_json(value: Any) -> tuple[AttributeFilter, ...]:
     _check_filter_count(len(value))
     filters = []
     for key, raw in value.items():
-        try:
-            name = attribute_key(key, "where")
-            listed = raw if isinstance(raw, list) else [raw]
-            if not listed:
-                raise Invalid(f"where.{name}: an empty list matches nothing")
-            if len(listed) > MAX_FILTER_VALUES:
-                raise Invalid(f"where.{name}: more than {MAX_FILTER_VALUES} values")
-            values = tuple(_scalar(v, f"where.{name}") for v in listed)
-        except Invalid as exc:
-            field, _, message = str(exc).partition(": ")
-            raise _invalid(field, message) from exc
+        name = attribute_key(key, "where")
+        listed = raw if isinstance(raw, list) else [raw]
+        if not listed:
+            raise Invalid(f"where.{name}: an empty list matches nothing")
+        if len(listed) > MAX_FILTER_VALUES:
+            raise Invalid(f"where.{name}: more than {MAX_FILTER_VALUES} values")
+        values = tuple(_scalar(v, f"where.{name}") for v in listed)
         filters.append(AttributeFilter(key=name, values=values))
     return tuple(filters)
 
@@ -302,66 +282,44 @@ def parse_trend(metric: Any, range_: Any, agg: Any) -> TrendRequest | None:
         raise _invalid("agg", f"must be one of {', '.join(AGGS)}")
     if metric in (None, ""):
         return None
-    if not isinstance(metric, str) or len(metric) > 200 or CONTROL_RE.search(metric):
-        raise _invalid("trend", "must be a metric name of 1 to 200 printable characters")
+    if not isinstance(metric, str) or len(metric) > METRIC_MAX or CONTROL_RE.search(metric):
+        raise _invalid("trend", f"must be a metric name of 1 to {METRIC_MAX} printable characters")
     return TrendRequest(metric=metric, agg=agg, range=span)
 
 
-def parse_similar_params(params: QueryDict) -> tuple[int, tuple[AttributeFilter, ...], Any]:
-    """Return (k, filters, trend) of GET …/similar."""
+def parse_similar_params(params: QueryDict) -> SimilarParams:
+    """Read the query of GET …/similar, or raise a 400 naming the parameter at fault."""
     refuse_repeated(params, repeatable=frozenset({"where"}))
-    return (
-        parse_k(params.get("k")),
-        parse_where_params(params.getlist("where")),
-        parse_trend(params.get("trend"), params.get("range"), params.get("agg")),
-    )
+    try:
+        return SimilarParams(
+            k=parse_k(params.get("k")),
+            where=parse_where_params(params.getlist("where")),
+            trend=parse_trend(params.get("trend"), params.get("range"), params.get("agg")),
+        )
+    except Invalid as exc:
+        field, _, reason = str(exc).partition(": ")
+        raise invalid(field, reason) from exc
 
 
 # --- search body -----------------------------------------------------------------------
 
 
-def _examples(value: Any, field: str, *, required: bool) -> tuple[Example, ...]:
+def examples(value: Any, field: str, *, required: bool) -> tuple[Example, ...]:
+    """Read item ids or `{"text": ...}` objects; `required`: at least one."""
     if value is None and not required:
         return ()
     if not isinstance(value, list) or (required and not value):
         raise _invalid(field, 'must be a non-empty array of item ids or {"text": ...} objects')
     if len(value) > MAX_EXAMPLES:
         raise _invalid(field, f"{len(value)} examples, at most {MAX_EXAMPLES} allowed")
-    examples = []
+    found: list[Example] = []
     for index, entry in enumerate(value):
         where = f"{field}[{index}]"
-        try:
-            if isinstance(entry, dict):
-                if set(entry) != {"text"}:
-                    raise Invalid(f'{where}: an object example must be exactly {{"text": ...}}')
-                text = _free_text(entry["text"], f"{where}.text", QUERY_TEXT_MAX, required=True)
-                examples.append(Example(field=where, text=text))
-            else:
-                examples.append(Example(field=where, external_id=identifier(entry, where)))
-        except Invalid as exc:
-            at, _, message = str(exc).partition(": ")
-            raise _invalid(at, message) from exc
-    return tuple(examples)
-
-
-def parse_search_body(body: Any) -> SearchRequest:
-    """Validate the body of POST /api/v1/search."""
-    if not isinstance(body, dict):
-        raise _invalid("body", f"must be a JSON object, not {type_name(body)}")
-    unknown = body.keys() - SEARCH_FIELDS
-    if unknown:
-        name = sorted(unknown)[0]
-        raise _invalid(name, f"unknown field (allowed: {', '.join(sorted(SEARCH_FIELDS))})")
-    like = _examples(body.get("like"), "like", required=True)
-    unlike = _examples(body.get("unlike"), "unlike", required=False)
-    liked = {e.external_id for e in like if e.external_id}
-    for example in unlike:
-        if example.external_id in liked:
-            raise _invalid(example.field, f"{example.external_id!r} is also a positive example")
-    return SearchRequest(
-        like=like,
-        unlike=unlike,
-        k=parse_k(body.get("k")),
-        where=parse_where_json(body.get("where")),
-        trend=parse_trend(body.get("trend"), body.get("range"), body.get("agg")),
-    )
+        if isinstance(entry, dict):
+            if set(entry) != {"text"}:
+                raise Invalid(f'{where}: an object example must be exactly {{"text": ...}}')
+            text = free_text(entry["text"], f"{where}.text", QUERY_TEXT_MAX, required=True)
+            found.append(Example(field=where, text=text))
+        else:
+            found.append(Example(field=where, external_id=identifier(entry, where)))
+    return tuple(found)

@@ -15,12 +15,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from analytics.api_errors import error_body
+from analytics.api_errors import with_errors
 from analytics.authentication import ApiKeyAuthentication, TokenApiKeyAuthentication
+from analytics.endpoints import EndpointNames
 from analytics.permissions import WriteScope, request_project
-from analytics.platform_metrics import EVENTS_INGESTED, record_platform_metric
-from ingestion.body import read_body
-from ingestion.errors import IngestRefused
+from analytics.refusals import Refusal
+from analytics.request_body import media_type, read_body
+from analytics.validation import CONTROL_RE
+from ingestion.intake import IngestRequest, ingest_request
 from ingestion.line_protocol import PRECISIONS
 from ingestion.parsers import (
     JSON_TYPES,
@@ -30,8 +32,8 @@ from ingestion.parsers import (
     parse_ndjson,
 )
 from ingestion.ratelimit import enforce_rate_limit
-from ingestion.services import ParsedBatch, request_fingerprint, store_batch
-from ingestion.validation import CONTROL_RE, TimeWindow
+from ingestion.services import ParsedBatch
+from ingestion.validation import TimeWindow
 
 IDEMPOTENCY_KEY_MAX = 200
 PARTIAL_VALUES = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
@@ -60,13 +62,6 @@ Receipt = inline_serializer(
         "rejected_count": serializers.IntegerField(),
     },
 )
-ErrorBody = inline_serializer(
-    "IngestError",
-    {
-        "error": serializers.CharField(),
-        "detail": serializers.ListField(child=serializers.DictField()),
-    },
-)
 
 
 def _window() -> TimeWindow:
@@ -82,7 +77,7 @@ def _idempotency_key(request: Request) -> str | None:
     if key is None:
         return None
     if not key or len(key) > IDEMPOTENCY_KEY_MAX or CONTROL_RE.search(key):
-        raise IngestRefused(
+        raise Refusal(
             400,
             f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} printable characters",
             [{"field": "Idempotency-Key", "error": "invalid"}],
@@ -90,14 +85,11 @@ def _idempotency_key(request: Request) -> str | None:
     return key
 
 
-def _media_type(request: Request) -> str:
-    return (request.content_type or "").split(";")[0].strip().lower()
-
-
 class _IngestView(APIView):
-    """Shared flow: rate limit, bounded body, parse, store, and errors as JSON."""
+    """Shared flow: rate limit, bounded body, then the ingest use case (`ingestion.intake`)."""
 
     permission_classes = [WriteScope]
+    endpoint_names = EndpointNames(ingest=True)
 
     def parse(self, request: Request, body: bytes) -> ParsedBatch:
         raise NotImplementedError
@@ -108,47 +100,26 @@ class _IngestView(APIView):
     def success(self, body: dict[str, Any], replayed: bool) -> Response:
         raise NotImplementedError
 
-    def refused(self, exc: IngestRefused) -> Response:
-        response = Response({**error_body(exc.error, exc.detail), **exc.extra}, status=exc.status)
-        for name, value in exc.headers.items():
-            response[name] = value
-        return response
-
     def post(self, request: Request) -> Response:
         project = request_project(request)
-        api_key = request.auth
-        try:
-            enforce_rate_limit(key_prefix=getattr(api_key, "prefix", "session"))
-            body = read_body(
-                request._request,
-                max_bytes=settings.INGEST_MAX_BODY_BYTES,
-                max_decompressed=settings.INGEST_MAX_DECOMPRESSED_BYTES,
-            )
-            key = _idempotency_key(request)
-            batch = self.parse(request, body)
-            enforce_rate_limit(
-                key_prefix=getattr(api_key, "prefix", "session"), events=len(batch.points)
-            )
-            partial = self.partial(request)
-            # Hashing the whole body is only needed to recognise a retry by its key.
-            fingerprint = (
-                request_fingerprint(request.path, _media_type(request), str(partial), body)
-                if key
-                else ""
-            )
-            receipt = store_batch(
-                project=project,
-                batch=batch,
-                partial=partial,
-                idempotency_key=key,
-                fingerprint=fingerprint,
-            )
-        except IngestRefused as exc:
-            return self.refused(exc)
-        if not receipt.replayed and receipt.body["accepted"]:
-            record_platform_metric(
-                project_id=project.id, metric=EVENTS_INGESTED, value=receipt.body["accepted"]
-            )
+        rate_key = getattr(request.auth, "prefix", "session")
+        # The cheapest refusal first: an over-limit client costs no body read.
+        enforce_rate_limit(key_prefix=rate_key)
+        body = read_body(
+            request._request,
+            max_bytes=settings.INGEST_MAX_BODY_BYTES,
+            max_decompressed=settings.INGEST_MAX_DECOMPRESSED_BYTES,
+        )
+        intake = IngestRequest(
+            project=project,
+            rate_key=rate_key,
+            path=request.path,
+            media_type=media_type(request._request),
+            body=body,
+            partial=self.partial(request),
+            idempotency_key=_idempotency_key(request),
+        )
+        receipt = ingest_request(request=intake, parse=lambda raw: self.parse(request, raw))
         return self.success(receipt.body, receipt.replayed)
 
 
@@ -163,17 +134,7 @@ class EventsView(_IngestView):
             ),
             OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER),
         ],
-        responses={
-            200: Receipt,
-            400: ErrorBody,
-            401: ErrorBody,
-            403: ErrorBody,
-            413: ErrorBody,
-            415: ErrorBody,
-            422: ErrorBody,
-            429: ErrorBody,
-            503: ErrorBody,
-        },
+        responses=with_errors({200: Receipt}, 400, 401, 403, 413, 415, 422, 429, 503),
         examples=[
             OpenApiExample(
                 "events",
@@ -198,7 +159,7 @@ class EventsView(_IngestView):
         raw = request.query_params.get("partial", "0").lower()
         if raw not in PARTIAL_VALUES:
             # A typo must not silently choose the batch policy.
-            raise IngestRefused(
+            raise Refusal(
                 400,
                 f"partial: {raw[:32]!r} is not one of 1, true, yes, 0, false, no",
                 [{"field": "partial", "error": "must be 1, true, yes, 0, false or no"}],
@@ -206,15 +167,13 @@ class EventsView(_IngestView):
         return PARTIAL_VALUES[raw]
 
     def parse(self, request: Request, body: bytes) -> ParsedBatch:
-        media_type = _media_type(request)
-        if media_type in JSON_TYPES:
+        kind = media_type(request._request)
+        if kind in JSON_TYPES:
             return parse_json(body, window=_window(), max_events=settings.INGEST_MAX_EVENTS)
-        if media_type in NDJSON_TYPES:
+        if kind in NDJSON_TYPES:
             return parse_ndjson(body, window=_window(), max_events=settings.INGEST_MAX_EVENTS)
         allowed = ", ".join(sorted(JSON_TYPES | NDJSON_TYPES))
-        raise IngestRefused(
-            415, f"Content-Type {media_type or '(none)'!r} is not supported; use {allowed}"
-        )
+        raise Refusal(415, f"Content-Type {kind or '(none)'!r} is not supported; use {allowed}")
 
     def success(self, body: dict[str, Any], replayed: bool) -> Response:
         response = Response(body, status=200)
@@ -249,16 +208,7 @@ class InfluxWriteView(_IngestView):
             OpenApiParameter("org", OpenApiTypes.STR, description="accepted and ignored"),
             OpenApiParameter("bucket", OpenApiTypes.STR, description="accepted and ignored"),
         ],
-        responses={
-            204: None,
-            400: ErrorBody,
-            401: ErrorBody,
-            403: ErrorBody,
-            413: ErrorBody,
-            422: ErrorBody,
-            429: ErrorBody,
-            503: ErrorBody,
-        },
+        responses=with_errors({204: None}, 400, 401, 403, 413, 422, 429, 503),
     )
     def post(self, request: Request) -> Response:
         return super().post(request)
@@ -266,7 +216,7 @@ class InfluxWriteView(_IngestView):
     def parse(self, request: Request, body: bytes) -> ParsedBatch:
         precision = request.query_params.get("precision", "ns")
         if precision not in PRECISIONS:
-            raise IngestRefused(
+            raise Refusal(
                 400,
                 f"precision: {precision!r} is not one of ns, us, ms, s",
                 [{"field": "precision", "error": "must be one of ns, us, ms, s"}],
@@ -276,7 +226,7 @@ class InfluxWriteView(_IngestView):
         )
         if batch.errors:
             first = min(batch.errors, key=lambda error: error["line"])
-            raise IngestRefused(
+            raise Refusal(
                 400,
                 f"line {first['line']}: {first['error']}; nothing was written",
                 batch.errors[:100],

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from analytics.services.points import CleanPoint
+from analytics.validation import Invalid
 from ingestion.validation import (
     EPOCH,
-    Invalid,
     TimeWindow,
     finite_number,
     metric_name,

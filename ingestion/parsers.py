@@ -4,10 +4,11 @@ from typing import Any
 
 import orjson
 
-from ingestion.errors import IngestRefused
+from analytics.refusals import Refusal
+from analytics.validation import Invalid
 from ingestion.line_protocol import parse_lines
 from ingestion.services import ParsedBatch
-from ingestion.validation import Invalid, TimeWindow, clean_event
+from ingestion.validation import TimeWindow, clean_event
 
 JSON_TYPES = {"application/json"}
 NDJSON_TYPES = {
@@ -18,8 +19,8 @@ NDJSON_TYPES = {
 }
 
 
-def _too_many(count: int, max_events: int) -> IngestRefused:
-    return IngestRefused(413, f"{count} events in one request, at most {max_events} allowed")
+def _too_many(count: int, max_events: int) -> Refusal:
+    return Refusal(413, f"{count} events in one request, at most {max_events} allowed")
 
 
 def _add_events(
@@ -39,11 +40,11 @@ def parse_json(body: bytes, *, window: TimeWindow, max_events: int) -> ParsedBat
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise IngestRefused(400, f"body is not valid JSON: {exc}") from exc
+        raise Refusal(400, f"body is not valid JSON: {exc}") from exc
     if isinstance(document, dict) and set(document) == {"events"}:
         document = document["events"]
     if not isinstance(document, list):
-        raise IngestRefused(400, 'body must be a JSON array of events or {"events": [...]}')
+        raise Refusal(400, 'body must be a JSON array of events or {"events": [...]}')
     if len(document) > max_events:
         raise _too_many(len(document), max_events)
     return _add_events(ParsedBatch(), [({"index": i}, e) for i, e in enumerate(document)], window)
@@ -73,13 +74,13 @@ def parse_line_protocol(
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise IngestRefused(400, f"body is not UTF-8: byte {exc.start} is invalid") from exc
+        raise Refusal(400, f"body is not UTF-8: byte {exc.start} is invalid") from exc
     try:
         points, lines, errors = parse_lines(
             text, precision=precision, window=window, max_points=max_events
         )
     except Invalid as exc:
-        raise IngestRefused(413, str(exc)) from exc
+        raise Refusal(413, str(exc)) from exc
     return ParsedBatch(
         points=points,
         sources=[{"line": line} for line in lines],

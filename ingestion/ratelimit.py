@@ -7,7 +7,7 @@ import redis
 from django.conf import settings
 
 from analytics.redis_client import redis_client
-from ingestion.errors import IngestRefused
+from analytics.refusals import Refusal
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def enforce_rate_limit(*, key_prefix: str, events: int = 0) -> None:
             return
         if used > limit:
             retry_after = max(1, int(window + 1 - now + 0.999))
-            raise IngestRefused(
+            raise Refusal(
                 429,
                 f"rate limit exceeded: more than {limit} {name} per second for this API key",
                 headers={"Retry-After": str(retry_after)},

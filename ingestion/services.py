@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from analytics.locks import advisory_xact_lock
 from analytics.models import Project
+from analytics.refusals import Refusal
 from analytics.services.points import CleanPoint, SeriesLimitExceeded, ingest_points
-from ingestion.errors import IngestRefused
 from ingestion.models import IngestReceipt
 
 MAX_ERRORS_SHOWN = 100
@@ -62,7 +62,7 @@ def _previous_receipt(project: Project, key: str, fingerprint: str) -> Receipt |
         IngestReceipt.objects.filter(project=project, key=key).delete()  # expired
         return None
     if previous.request_hash != fingerprint:
-        raise IngestRefused(
+        raise Refusal(
             422,
             "Idempotency-Key was already used for a different request in the last "
             f"{settings.INGEST_RECEIPT_TTL_HOURS} h",
@@ -94,7 +94,7 @@ def store_batch(
         errors = list(batch.errors)
         if errors and not partial:
             shown = _ordered(errors)[:MAX_ERRORS_SHOWN]
-            raise IngestRefused(
+            raise Refusal(
                 400,
                 f"{len(errors)} invalid event(s); nothing was written (send ?partial=1 to store "
                 "the valid ones)",
@@ -109,7 +109,7 @@ def store_batch(
                 refuse_over_limit=partial,
             )
         except SeriesLimitExceeded as exc:
-            raise IngestRefused(422, str(exc), [{"field": "series", "error": str(exc)}]) from exc
+            raise Refusal(422, str(exc), [{"field": "series", "error": str(exc)}]) from exc
         if result.refused_series:
             message = (
                 f"series cardinality limit ({settings.INGEST_MAX_SERIES_PER_PROJECT}) reached: "

@@ -5,29 +5,20 @@ client reading `{"index": 3, "error": "tags.region: ..."}` knows exactly what to
 """
 
 import math
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from analytics.models import METRIC_MAX, SERIES_ITEM_MAX
 from analytics.services.points import CleanPoint, Tags
+from analytics.validation import Invalid, required_text, type_name
 
-METRIC_MAX = 200
 TAG_KEY_MAX = 64
 TAG_VALUE_MAX = 200
-ITEM_MAX = 200
 EVENT_ID_MAX = 200
 MAX_TAGS = 32
 
-# PostgreSQL text and jsonb cannot hold NUL, and control characters are never
-# intended in names: refusing them here keeps the database from answering 500.
-CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class Invalid(ValueError):
-    """One event broke a rule; the message names the field."""
 
 
 @dataclass(frozen=True)
@@ -61,38 +52,6 @@ class TimeWindow:
                 f"({self.retention_days} days ago)"
             )
         return moment
-
-
-def required_text(value: Any, field: str, max_length: int) -> str:
-    """Return a non-empty, trimmed string without control characters, or raise Invalid."""
-    if not isinstance(value, str):
-        raise Invalid(f"{field}: must be a string, not {type_name(value)}")
-    if not value:
-        raise Invalid(f"{field}: must not be empty")
-    if len(value) > max_length:
-        raise Invalid(f"{field}: longer than {max_length} characters")
-    if CONTROL_RE.search(value):
-        raise Invalid(f"{field}: contains a control character")
-    if value != value.strip():
-        raise Invalid(f"{field}: {value[:64]!r} starts or ends with whitespace")
-    return value
-
-
-def type_name(value: Any) -> str:
-    """Return the JSON name of a Python value's type, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
 
 
 class _ValidCache:
@@ -233,7 +192,7 @@ def clean_event(event: Any, window: TimeWindow) -> CleanPoint:
         raise Invalid("metric: required")
     metric = metric_name(event["metric"])
     tags = tag_set(event.get("tags"))
-    item = optional_text(event.get("item"), "item", ITEM_MAX)
+    item = optional_text(event.get("item"), "item", SERIES_ITEM_MAX)
     value = finite_number(event["value"]) if "value" in event else 1.0
     moment = event_time(event.get("time"), window)
     event_id = optional_text(event.get("id"), "id", EVENT_ID_MAX)

@@ -27,6 +27,7 @@ from psycopg import ClientCursor
 from psycopg import sql as pgsql
 from silk.collector import DataCollector  # type: ignore[import-untyped]
 
+from analytics.endpoints import endpoint_names
 from analytics.models import ApiKey
 from analytics.profiling.masking import (
     MASK,
@@ -38,8 +39,6 @@ from analytics.profiling.masking import (
 
 logger = logging.getLogger(__name__)
 
-PANEL_VIEWS = {"dashboards:panel-data": "panel", "dashboards:panel-csv": "panel-csv"}
-SEARCH_VIEWS = {"items-search": "search", "items-similar": "search:similar"}
 # Sent by the dashboard page with each panel's requests: <dashboard slug>/<panel id>.
 PANEL_HEADER = re.compile(r"[-\w]{1,100}/\d{1,18}")
 # Only frames of the platform's own code are kept in a statement's traceback.
@@ -92,17 +91,20 @@ class SilkSQLMiddleware:
 def request_label(match: ResolverMatch, panel_header: str | None) -> str | None:
     """Return the name that ties a request to its dashboard panel or search, or None to keep silk's.
 
-    Panel URLs are named from their own path (`panel:<dashboard>/<panel id>`); search
+    Views declare their labels (`analytics.endpoints`). Panel URLs are named from their own path (`panel:<dashboard>/<panel id>`); search
     endpoints are `search` / `search:similar`; any other request the dashboard page makes
     for a panel (its X-Dashboard-Panel header) is `panel:<dashboard>/<panel id> <view name>`.
     """
-    kind = PANEL_VIEWS.get(match.view_name)
-    if kind is not None:
-        return f"{kind}:{match.kwargs.get('slug', '?')}/{match.kwargs.get('panel_id', '?')}"
-    base = SEARCH_VIEWS.get(match.view_name, match.view_name)
+    names = endpoint_names(match)
+    if names.panel_profile is not None:
+        return (
+            f"{names.panel_profile}:{match.kwargs.get('slug', '?')}/"
+            f"{match.kwargs.get('panel_id', '?')}"
+        )
+    base = names.profile or match.view_name
     if panel_header and PANEL_HEADER.fullmatch(panel_header):
         return f"panel:{panel_header} {base}"
-    return base if match.view_name in SEARCH_VIEWS else None
+    return names.profile
 
 
 def record_statement(

@@ -44,6 +44,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "analytics.middleware.PlatformMetricsMiddleware",
+    "analytics.middleware.RefusalMiddleware",
 ]
 
 ROOT_URLCONF = "analytics.urls"

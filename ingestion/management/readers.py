@@ -21,8 +21,9 @@ from django.conf import settings
 from django.core.management.base import CommandError
 
 from analytics.services.points import CleanPoint
+from analytics.validation import Invalid
 from ingestion.line_protocol import MAX_STRING_LINES, parse_lines
-from ingestion.validation import EPOCH, Invalid, TimeWindow, clean_event, tag_set
+from ingestion.validation import EPOCH, TimeWindow, clean_event, tag_set
 
 CSV_FIELDS = frozenset({"metric", "value", "time", "id", "item"})
 # Line protocol goes to `parse_lines` in chunks of this many lines, whatever the batch

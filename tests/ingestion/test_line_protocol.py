@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.test import override_settings
 
+from analytics.validation import Invalid
 from ingestion.line_protocol import parse_lines
-from ingestion.validation import Invalid, TimeWindow
+from ingestion.validation import TimeWindow
 from tests.ingestion.helpers import footprint, stored_points
 
 pytestmark = pytest.mark.django_db

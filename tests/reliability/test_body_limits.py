@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import pytest
 from django.test import RequestFactory
 
-from ingestion.body import read_body
-from ingestion.errors import IngestRefused
+from analytics.refusals import Refusal
+from analytics.request_body import read_body
 from tests.reliability.clients import Answer, request
 from tests.reliability.stack import (
     MAX_BODY_BYTES,
@@ -50,14 +50,14 @@ def bomb() -> bytes:
     return gzip_bomb(1024 * MIB)
 
 
-def _refusal(body: bytes, headers: dict[str, str] | None = None) -> tuple[IngestRefused, int]:
+def _refusal(body: bytes, headers: dict[str, str] | None = None) -> tuple[Refusal, int]:
     """Run read_body on `body`; return its refusal and the peak bytes traced meanwhile."""
     django_request = RequestFactory().generic(
         "POST", "/api/v1/events", body, content_type="application/json", headers=headers
     )
     tracemalloc.start()
     try:
-        with pytest.raises(IngestRefused) as refused:
+        with pytest.raises(Refusal) as refused:
             read_body(django_request, max_bytes=8 * MIB, max_decompressed=MIB)
         _, peak = tracemalloc.get_traced_memory()
     finally:

@@ -1,7 +1,7 @@
 """Hypothesis fuzzing of the JSON, NDJSON and line-protocol parsers and event validation.
 
 Whatever the body, a parser either returns a batch whose every error names its index or
-line and the field at fault, or refuses the whole body with `IngestRefused` (400/413);
+line and the field at fault, or refuses the whole body with `Refusal` (400/413);
 never any other exception (which the API would turn into a 500). Points that pass are
 storable: finite values, times inside the window, strings PostgreSQL accepts. Each
 property runs with a modest number of examples in `make test` and many more under
@@ -18,17 +18,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from analytics.models import METRIC_MAX
+from analytics.refusals import Refusal
 from analytics.services.points import CleanPoint
-from ingestion.errors import IngestRefused
+from analytics.validation import CONTROL_RE, Invalid
 from ingestion.line_protocol import PRECISIONS
 from ingestion.parsers import parse_json, parse_line_protocol, parse_ndjson
 from ingestion.services import ParsedBatch
 from ingestion.validation import (
-    CONTROL_RE,
     EPOCH,
     EVENT_FIELDS,
-    METRIC_MAX,
-    Invalid,
     TimeWindow,
     clean_event,
 )
@@ -205,7 +204,7 @@ def _check_point(point: CleanPoint) -> None:
     assert point.event_id == "" or _storable(point.event_id)
 
 
-def _check_refusal(exc: IngestRefused) -> None:
+def _check_refusal(exc: Refusal) -> None:
     assert exc.status in (400, 413), exc.status
     assert isinstance(exc.error, str)
     assert exc.error
@@ -215,7 +214,7 @@ def _parse(parse: Callable[[], ParsedBatch]) -> ParsedBatch | None:
     """Run a parser; return its batch, or None after checking a documented refusal."""
     try:
         return parse()
-    except IngestRefused as exc:
+    except Refusal as exc:
         _check_refusal(exc)
         return None
 
@@ -287,7 +286,7 @@ def check_clean_event(event: Any) -> None:
 @FAST
 @given(json_bodies())
 def test_json_parser_answers_a_batch_or_a_refusal(body):
-    """Any JSON body yields located errors or IngestRefused, never another exception."""
+    """Any JSON body yields located errors or Refusal, never another exception."""
     check_json(body)
 
 
@@ -302,7 +301,7 @@ def test_json_parser_answers_a_batch_or_a_refusal_full(body):
 @FAST
 @given(ndjson_bodies())
 def test_ndjson_parser_names_the_line_of_every_error(body):
-    """Any NDJSON body yields errors naming their line and index, or IngestRefused."""
+    """Any NDJSON body yields errors naming their line and index, or Refusal."""
     check_ndjson(body)
 
 
@@ -317,7 +316,7 @@ def test_ndjson_parser_names_the_line_of_every_error_full(body):
 @FAST
 @given(line_protocol_bodies(), st.sampled_from(PRECISIONS))
 def test_line_protocol_parser_never_raises_anything_else(body, precision):
-    """Any line-protocol body yields errors naming their line, or IngestRefused."""
+    """Any line-protocol body yields errors naming their line, or Refusal."""
     check_line_protocol(body, precision)
 
 

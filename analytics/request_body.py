@@ -1,11 +1,16 @@
-"""Read a request body within limits, gunzipping it when it says so (no gzip bombs)."""
+"""Read a request body within limits, gunzipping it when it says so (no gzip bombs).
+
+The ingest endpoints and the items and search API read their bodies here, so every
+body obeys the same size, encoding and JSON rules and is refused the same way.
+"""
 
 import zlib
 from typing import Any
 
+import orjson
 from django.http import HttpRequest
 
-from ingestion.errors import IngestRefused
+from analytics.refusals import Refusal
 
 _READ_CHUNK = 1 << 20
 
@@ -14,7 +19,7 @@ def read_body(request: HttpRequest, *, max_bytes: int, max_decompressed: int) ->
     """Return the body, decompressed, or raise 413/415/400 naming the limit or encoding."""
     declared = request.META.get("CONTENT_LENGTH") or ""
     if declared.isdigit() and int(declared) > max_bytes:
-        raise IngestRefused(
+        raise Refusal(
             413, f"request body of {declared} bytes exceeds the limit of {max_bytes} bytes"
         )
     raw = _read_limited(request, max_bytes)
@@ -22,9 +27,7 @@ def read_body(request: HttpRequest, *, max_bytes: int, max_decompressed: int) ->
     if encoding in ("", "identity"):
         return raw
     if encoding != "gzip":
-        raise IngestRefused(
-            415, f"Content-Encoding {encoding!r} is not supported (use gzip or none)"
-        )
+        raise Refusal(415, f"Content-Encoding {encoding!r} is not supported (use gzip or none)")
     return _gunzip(raw, max_decompressed)
 
 
@@ -52,7 +55,7 @@ def _read_limited(request: HttpRequest, max_bytes: int) -> bytes:
             return b"".join(chunks)
         size += len(chunk)
         if size > max_bytes:
-            raise IngestRefused(413, f"request body exceeds the limit of {max_bytes} bytes")
+            raise Refusal(413, f"request body exceeds the limit of {max_bytes} bytes")
         chunks.append(chunk)
 
 
@@ -62,9 +65,32 @@ def _gunzip(raw: bytes, max_decompressed: int) -> bytes:
     try:
         data = inflater.decompress(raw, max_decompressed + 1)
     except zlib.error as exc:
-        raise IngestRefused(400, f"body is not valid gzip: {exc}") from exc
+        raise Refusal(400, f"body is not valid gzip: {exc}") from exc
     if len(data) > max_decompressed or inflater.unconsumed_tail:
-        raise IngestRefused(413, f"decompressed body exceeds the limit of {max_decompressed} bytes")
+        raise Refusal(413, f"decompressed body exceeds the limit of {max_decompressed} bytes")
     if not inflater.eof:
-        raise IngestRefused(400, "body is not valid gzip: the stream is truncated")
+        raise Refusal(400, "body is not valid gzip: the stream is truncated")
     return data
+
+
+def media_type(request: HttpRequest) -> str:
+    """Return the request's media type, lower case, without parameters."""
+    return (request.content_type or "").split(";")[0].strip().lower()
+
+
+def read_json_body(request: HttpRequest, *, max_bytes: int) -> Any:
+    """Return the parsed JSON body, or raise a Refusal (413/415/400) saying why.
+
+    A gzip body may inflate to five times the limit: JSON compresses well, and the
+    cap still bounds the memory a request can cost.
+    """
+    kind = media_type(request)
+    if kind != "application/json":
+        raise Refusal(
+            415, f"Content-Type {kind or '(none)'!r} is not supported; use application/json"
+        )
+    body = read_body(request, max_bytes=max_bytes, max_decompressed=max_bytes * 5)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Refusal(400, f"body is not valid JSON: {exc}") from exc
