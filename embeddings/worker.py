@@ -15,6 +15,8 @@ import numpy as np
 from celery.signals import celeryd_after_setup, worker_process_init
 from django.conf import settings
 
+from embeddings.constants import EMBEDDING_DIMENSIONS
+
 if TYPE_CHECKING:
     from embeddings.encoder import SentenceEncoder
 
@@ -48,6 +50,7 @@ def get_encoder() -> "SentenceEncoder":
                 settings.EMBEDDINGS_MODEL_DIR or None,
                 name=model_name(),
                 device=settings.EMBEDDINGS_DEVICE,
+                dimensions=EMBEDDING_DIMENSIONS,
             )
             logger.info(
                 "encoder %s loaded on %s in %.1f s",

@@ -179,13 +179,15 @@ def load_encoder(
     name: str | None = None,
     device: str = "auto",
     dtype: str = "auto",
+    dimensions: int | None = None,
 ) -> SentenceEncoder:
     """Load the encoder from `model_dir` (default: the packaged all-MiniLM-L6-v2).
 
     `device` is "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"; `dtype` is "auto"
     (bf16 on CUDA and on CPUs with bf16 instructions, else fp32), "fp32", "fp16" (CUDA only) or
     "bf16". `name`, stored with each vector, defaults to all-MiniLM-L6-v2 for the packaged
-    model and to the directory's name otherwise.
+    model and to the directory's name otherwise. `dimensions`, when given, is the width the
+    caller stores: a model of another width is refused before its weights load, naming both.
     """
     resolved_device = resolve_device(device)
     resolved_dtype = resolve_dtype(dtype, resolved_device)
@@ -196,6 +198,14 @@ def load_encoder(
         default_name = path.resolve().name
     if not path.is_dir():
         raise ValueError(f"model_dir: {str(path)!r} is not a directory")
+    if dimensions is not None:
+        width = read_model_spec(path).hidden_size
+        if width != dimensions:
+            raise ValueError(
+                f"model_dir: {path} produces {width}-dimensional vectors, but the vector "
+                f"column holds {dimensions} (EMBEDDING_DIMENSIONS); use a {dimensions}-"
+                "dimensional model or migrate the column"
+            )
     encoder = SentenceEncoder(
         model_dir=path,
         model_name=name or default_name,

@@ -358,3 +358,37 @@ def test_cuda_default_pipeline_keeps_order_across_chunks() -> None:
     sample = rng.sample(range(len(texts)), 300)
     expected = exact.encode([texts[i] for i in sample], batch_size=7)
     assert cosines(vectors[sample], expected).min() >= 0.999
+
+
+def test_a_model_of_another_width_is_refused_before_loading(tmp_path: Path) -> None:
+    """A model whose vectors are not EMBEDDING_DIMENSIONS wide is refused at load, naming both widths."""
+    wide = tmp_path / "wide-model"
+    shutil.copytree(default_model_dir(), wide)
+    config = json.loads((wide / "config.json").read_text())
+    config["hidden_size"] = 768
+    (wide / "config.json").write_text(json.dumps(config))
+    with pytest.raises(
+        ValueError, match="produces 768-dimensional vectors, but the vector column holds 384"
+    ):
+        load_encoder(wide, dimensions=384)
+    # The packaged model is exactly as wide as the column.
+    assert load_encoder(dimensions=384).dimensions == 384
+
+
+def test_worker_refuses_a_model_wider_than_the_column(settings, tmp_path):
+    """The worker's encoder loader names both widths when EMBEDDINGS_MODEL_DIR has another width."""
+    from embeddings import worker
+
+    wide = tmp_path / "wide-model"
+    shutil.copytree(default_model_dir(), wide)
+    config = json.loads((wide / "config.json").read_text())
+    config["hidden_size"] = 512
+    (wide / "config.json").write_text(json.dumps(config))
+    settings.EMBEDDINGS_MODEL_DIR = str(wide)
+    previous, worker._encoder = worker._encoder, None
+    try:
+        with pytest.raises(ValueError, match=r"512-dimensional vectors.*holds 384"):
+            worker.get_encoder()
+        assert worker._encoder is None
+    finally:
+        worker._encoder = previous
