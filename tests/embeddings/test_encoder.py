@@ -254,7 +254,7 @@ def test_fp16_copy_loads_in_sentence_transformers(fp16_dir: Path, reference: np.
 def test_bad_arguments_are_value_errors_naming_them(kwargs: dict[str, str], message: str) -> None:
     """A wrong device, dtype or model directory is a ValueError naming it."""
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
-        load_encoder(**kwargs)
+        load_encoder(**kwargs)  # type: ignore[arg-type]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
