@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -251,10 +252,10 @@ def test_fp16_copy_loads_in_sentence_transformers(fp16_dir: Path, reference: np.
         ({"model_dir": "/nonexistent/model"}, "model_dir: '/nonexistent/model' is not a directory"),
     ],
 )
-def test_bad_arguments_are_value_errors_naming_them(kwargs: dict[str, str], message: str) -> None:
+def test_bad_arguments_are_value_errors_naming_them(kwargs: dict[str, Any], message: str) -> None:
     """A wrong device, dtype or model directory is a ValueError naming it."""
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
-        load_encoder(**kwargs)  # type: ignore[arg-type]
+        load_encoder(**kwargs)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
