@@ -7,11 +7,11 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from analytics.validation import Invalid
+from embeddings.active_model import model_name
 from embeddings.bodies import clean_item
 from embeddings.models import Item
 from embeddings.services import upsert_items
 from embeddings.validation import ItemInput
-from embeddings.worker import model_name
 
 
 class ItemForm(forms.ModelForm[Item]):

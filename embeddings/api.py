@@ -24,12 +24,12 @@ from analytics.request_body import read_json_body
 from analytics.series_params import format_width
 from analytics.validation import Invalid, refuse_repeated
 from embeddings import schema
+from embeddings.active_model import model_name
 from embeddings.bodies import ITEM_UPSERT_BODY, SearchBody, items_from_body, search_from_body
 from embeddings.queries import item_detail, item_summaries
 from embeddings.search import SearchOutcome, search_by_examples, similar_items
 from embeddings.services import delete_item, upsert_items
 from embeddings.validation import identifier, parse_similar_params
-from embeddings.worker import model_name
 
 SEARCH_MAX_BODY_BYTES = 256 * 1024
 LIST_LIMIT_DEFAULT = 20

@@ -15,6 +15,7 @@ import numpy as np
 from celery.signals import celeryd_after_setup, worker_process_init
 from django.conf import settings
 
+from embeddings.active_model import model_name as model_name
 from embeddings.constants import EMBEDDING_DIMENSIONS
 
 if TYPE_CHECKING:
@@ -28,11 +29,6 @@ _lock = threading.Lock()
 _encoder: "SentenceEncoder | None" = None
 # Set in the worker's parent before the pool forks; the children inherit it.
 _consumes_embeddings = False
-
-
-def model_name() -> str:
-    """Return the name stored with (and searched among) current embeddings."""
-    return str(settings.EMBEDDINGS_MODEL_NAME)
 
 
 def get_encoder() -> "SentenceEncoder":

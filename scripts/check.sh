@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole suite, in the order that fails fastest: lint, format, types, tests.
+# The whole suite, in the order that fails fastest: lint, format, types, layers, tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "==> ruff"
@@ -7,6 +7,8 @@ ruff check .
 ruff format --check .
 echo "==> mypy"
 mypy .
+echo "==> import-linter (the layers in .importlinter)"
+lint-imports
 echo "==> pytest (staging settings: silk profiling)"
 pytest -q --ds=analytics.settings.staging_test tests/profiling
 echo "==> pytest"

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from analytics.models import Project
+from analytics.progress import progress_bar
 from embeddings.services import (
     embed_items,
     mark_for_reembedding,
@@ -19,7 +20,6 @@ from embeddings.services import (
     send_embedding_requests,
 )
 from embeddings.worker import encode_texts, model_name
-from ingestion.management.progress import progress_bar
 
 POLL_S = 1.0
 

@@ -19,8 +19,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from analytics.models import Project
+from analytics.progress import batch_logs, progress_bar
 from analytics.services.points import CleanPoint, SeriesLimitExceeded, ingest_points
-from ingestion.management.progress import batch_logs, progress_bar
 from ingestion.management.readers import (
     ContentIds,
     Entry,

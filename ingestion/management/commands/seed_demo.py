@@ -20,6 +20,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from analytics.models import Series
+from analytics.progress import batch_logs, progress_bar
 from analytics.services import ensure_project
 from analytics.services.points import (
     CleanPoint,
@@ -28,7 +29,6 @@ from analytics.services.points import (
     Tags,
     ingest_points,
 )
-from ingestion.management.progress import batch_logs, progress_bar
 
 SEED = 20_240_601
 # The points' identity is their series and time, as for line protocol; a constant id

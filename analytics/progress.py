@@ -1,4 +1,4 @@
-"""Progress bars and log handling shared by the bulk commands (`import_events`, `seed_demo`)."""
+"""Progress bars and log handling shared by the bulk commands (`import_events`, `seed_demo`, `reembed`)."""
 
 import logging
 import sys
