@@ -17,6 +17,7 @@ from django.db import connection, transaction
 from pgvector import Vector
 from psycopg import sql
 
+from analytics.queries.like import contains_pattern, prefix_pattern
 from embeddings.currency import EmbeddingState, embedding_state_sql, needs_embedding_sql
 from embeddings.validation import AttributeFilter
 
@@ -113,10 +114,10 @@ def item_summaries(*, project_id: int, search: str, limit: int, model: str) -> l
     conditions: list[sql.Composable] = [sql.SQL("project_id = %s")]
     params: list[Any] = [model, project_id]
     for word in words:
-        pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        pattern = contains_pattern(word)
         conditions.append(sql.SQL("(title ILIKE %s OR external_id ILIKE %s)"))
         params += [pattern, pattern]
-    prefix = (search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")) + "%"
+    prefix = prefix_pattern(search.strip())
     query = sql.SQL(
         """SELECT external_id, title, attributes::text,
                   NOT {needs_embedding}
