@@ -14,7 +14,7 @@ from django.db import models
 from rest_framework.exceptions import ValidationError as ApiValidationError
 
 from analytics.models import Project
-from analytics.queries.series import AGGS
+from analytics.queries.series import AGGS, TagFilter
 from analytics.series_params import MAX_GROUPS, parse_bucket, parse_filter, parse_time
 from dashboards.figures import CHART_KINDS, chart_kind_label
 
@@ -93,12 +93,16 @@ def validate_variables(value: Any) -> None:
             raise ValidationError(f"{where}.default holds several values but multi is false")
 
 
+def filter_variable(test: TagFilter) -> str | None:
+    """Return the variable a filter refers to (`region:$region`: `region`), or None."""
+    if len(test.values) == 1 and test.values[0].startswith("$"):
+        return test.values[0][1:]
+    return None
+
+
 def variable_reference(where: str) -> tuple[str, str | None]:
     """Return (filter, variable name or None): `region:$region` refers to variable `region`."""
-    test = parse_filter(where)
-    if len(test.values) == 1 and test.values[0].startswith("$"):
-        return where, test.values[0][1:]
-    return where, None
+    return where, filter_variable(parse_filter(where))
 
 
 def validate_filters(value: Any) -> None:

@@ -34,7 +34,7 @@ from dashboards.figures import (
     SeriesData,
     panel_figure,
 )
-from dashboards.models import Dashboard, Panel, Refresh
+from dashboards.models import Dashboard, Panel, Refresh, filter_variable
 
 VARIABLE_PARAM_PREFIX = "var-"
 MAX_VARIABLE_VALUES = 100
@@ -182,8 +182,9 @@ def panel_filters(panel: Panel, state: ViewState) -> tuple[TagFilter, ...]:
     filters: list[TagFilter] = []
     for where in panel.filters:
         test = parse_filter(where)
-        if len(test.values) == 1 and test.values[0].startswith("$"):
-            chosen = state.values_of(panel.dashboard, test.values[0][1:])
+        name = filter_variable(test)
+        if name is not None:
+            chosen = state.values_of(panel.dashboard, name)
             if not chosen:
                 continue  # nothing selected: the variable filters nothing
             test = TagFilter(key=test.key, values=chosen, negate=test.negate)
