@@ -217,8 +217,9 @@ def servers(target: Target, workdir: Path, args: argparse.Namespace) -> list[Ser
         ServerProcess(
             "web",
             [
-                *(python, "-m", "gunicorn", "analytics.wsgi", "--bind", f"127.0.0.1:{target.port}"),
-                *("--workers", str(args.web_workers), "--timeout", "60", "--log-level", "warning"),
+                *(python, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py")),
+                *("--bind", f"127.0.0.1:{target.port}", "--workers", str(args.web_workers)),
+                *("--log-level", "warning"),
             ],
             workdir / "web.log",
         ),
