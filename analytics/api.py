@@ -14,7 +14,7 @@ from analytics.endpoints import EndpointNames
 from analytics.health import platform_health
 from analytics.permissions import ReadScope, request_project
 from analytics.queries.catalog import CatalogEntry, has_metric, metric_names, tag_keys, tag_values
-from analytics.queries.series import AGGS, FILLS, series_buckets
+from analytics.queries.series import AGGS, FILLS, SeriesLine, series_buckets
 from analytics.refusals import invalid, not_found
 from analytics.renderers import FastJSONRenderer
 from analytics.series_params import DIGITS_RE, format_width, parse_series_query
@@ -113,14 +113,21 @@ class SeriesView(APIView):
             "start": result.start.isoformat(),
             "end": result.end.isoformat(),
             "times": result.times,
-            "series": result.series,
+            "series": [_line_json(line) for line in result.series],
             "partial": {"first": result.partial_first, "last": result.partial_last},
             "matched_series": result.matched_series,
             "server_ms": round(result.server_ms, 2),
         }
         if result.compare is not None:
-            body["compare"] = result.compare
+            body["compare"] = {
+                "shift_seconds": result.compare.shift_seconds,
+                "series": [_line_json(line) for line in result.compare.series],
+            }
         return Response(body)
+
+
+def _line_json(line: SeriesLine) -> dict[str, object]:
+    return {"name": line.name, "group": line.group, "values": line.values}
 
 
 def _entries(entries: list[CatalogEntry]) -> list[dict[str, object]]:

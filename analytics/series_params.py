@@ -7,7 +7,15 @@ from django.conf import settings
 from django.http import QueryDict
 
 from analytics.models import METRIC_MAX
-from analytics.queries.series import AGGS, FILLS, SeriesQuery, TagFilter, align_down, align_up
+from analytics.queries.series import (
+    AGGS,
+    FILLS,
+    SeriesQuery,
+    TagFilter,
+    align_down,
+    align_up,
+    natural_bucket,
+)
 from analytics.refusals import invalid as _invalid
 from analytics.validation import refuse_repeated, without_nul
 
@@ -15,12 +23,6 @@ UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 RELATIVE_RE = re.compile(r"now(?:\s*-\s*([0-9]{1,12})([smhdw]))?")
 BUCKET_RE = re.compile(r"([0-9]+)([smhdw])")
 DIGITS_RE = re.compile(r"[0-9]{1,6}")
-# Natural widths for bucket=auto, finest first.
-NATURAL_BUCKETS = (
-    [timedelta(minutes=m) for m in (1, 2, 5, 10, 15, 30)]
-    + [timedelta(hours=h) for h in (1, 2, 3, 6, 12)]
-    + [timedelta(days=d) for d in (1, 2, 7, 30)]
-)
 AUTO_POINTS = 300
 # Far enough from datetime's limits that bucket alignment never overflows.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -59,8 +61,7 @@ def format_width(width: timedelta) -> str:
 def parse_bucket(value: str, start: datetime, end: datetime) -> timedelta:
     """Return the bucket width: `auto` (about 300 points) or a multiple of 1 minute."""
     if value == "auto":
-        wanted = (end - start) / AUTO_POINTS
-        return next((w for w in NATURAL_BUCKETS if w >= wanted), NATURAL_BUCKETS[-1])
+        return natural_bucket(end - start, points=AUTO_POINTS)
     match = BUCKET_RE.fullmatch(value.strip())
     if not match:
         raise _invalid(

@@ -34,13 +34,12 @@ def gunicorn(workers: int = 2) -> Iterator[int]:
     env = {**os.environ, "DEBUG": "0", "LOG_LEVEL": "WARNING"}
     command = [
         "gunicorn",
-        "analytics.wsgi",
+        "--config",
+        str(ROOT / "gunicorn.conf.py"),
         "--bind",
         f"127.0.0.1:{port}",
         "--workers",
         str(workers),
-        "--timeout",
-        "120",
         "--log-level",
         "warning",
     ]

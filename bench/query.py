@@ -339,10 +339,10 @@ def same_answer(body: dict[str, Any], raw: Any, agg: str) -> str | None:
     raw_times = raw.times
     if body["times"] != raw_times:
         return f"{agg}: bucket times differ ({len(body['times'])} vs {len(raw_times)})"
-    if [s["name"] for s in body["series"]] != [s["name"] for s in raw.series]:
+    if [s["name"] for s in body["series"]] != [s.name for s in raw.series]:
         return f"{agg}: groups differ"
     for mine, theirs in zip(body["series"], raw.series, strict=True):
-        for a, b in zip(mine["values"], theirs["values"], strict=True):
+        for a, b in zip(mine["values"], theirs.values, strict=True):
             if agg in ("count", "min", "max"):
                 equal = a == b
             else:

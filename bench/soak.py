@@ -127,8 +127,8 @@ def prepare(args: argparse.Namespace) -> tuple[Target, list[EventTemplate], dict
     from django.core.management import call_command
 
     from analytics.services import add_member, create_api_key, ensure_project
-    from dashboards.services import ensure_demo_dashboards
-    from ingestion.management.commands.seed_demo import build_specs
+    from dashboards.demo import ensure_demo_dashboards
+    from ingestion.demo import build_specs
 
     say("==> migrating")
     call_command("migrate", verbosity=0)
@@ -162,7 +162,7 @@ def prepare(args: argparse.Namespace) -> tuple[Target, list[EventTemplate], dict
 
 def catalogue(count: int) -> list[dict[str, Any]]:
     """Return `count` demo catalogue items as the items API takes them."""
-    from embeddings.management.commands.seed_demo_items import CATALOGUE, catalogue_item
+    from embeddings.demo import CATALOGUE, catalogue_item
 
     categories = sorted(CATALOGUE)
     items = []
@@ -217,8 +217,9 @@ def servers(target: Target, workdir: Path, args: argparse.Namespace) -> list[Ser
         ServerProcess(
             "web",
             [
-                *(python, "-m", "gunicorn", "analytics.wsgi", "--bind", f"127.0.0.1:{target.port}"),
-                *("--workers", str(args.web_workers), "--timeout", "60", "--log-level", "warning"),
+                *(python, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py")),
+                *("--bind", f"127.0.0.1:{target.port}", "--workers", str(args.web_workers)),
+                *("--log-level", "warning"),
             ],
             workdir / "web.log",
         ),

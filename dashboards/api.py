@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET
 
 from analytics.endpoints import named_endpoint
 from analytics.platform_metrics import note_request_project
+from analytics.queries.series import SeriesLine
 from dashboards.models import Panel
 from dashboards.queries import (
     panel_data,
@@ -75,13 +76,11 @@ def _cell(text: str) -> str:
     return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _csv_rows(times: list[int], series: list[dict[str, Any]]) -> Iterator[list[Any]]:
-    yield ["time", *[_cell(str(entry["name"])) for entry in series]]
+def _csv_rows(times: list[int], series: list[SeriesLine]) -> Iterator[list[Any]]:
+    yield ["time", *[_cell(str(line.name)) for line in series]]
     for index, moment in enumerate(times):
         row: list[Any] = [datetime.fromtimestamp(moment / 1000, UTC).isoformat()]
-        row += [
-            "" if entry["values"][index] is None else entry["values"][index] for entry in series
-        ]
+        row += ["" if line.values[index] is None else line.values[index] for line in series]
         yield row
 
 

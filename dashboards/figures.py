@@ -9,10 +9,11 @@ never connect across them.
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
-ChartKind = Literal["line", "area", "stacked_bar", "single_stat", "table", "heatmap"]
-CHART_KINDS: tuple[str, ...] = ("line", "area", "stacked_bar", "single_stat", "table", "heatmap")
+if TYPE_CHECKING:
+    # Only the type: this module stays free of Django at run time.
+    from analytics.queries.series import SeriesLine
 
 Figure = dict[str, Any]
 
@@ -25,8 +26,8 @@ class SeriesData:
     agg: str
     bucket_ms: int
     times: list[int]
-    series: list[dict[str, Any]]
-    previous: list[dict[str, Any]] | None = None  # compare=previous_period, same shape
+    series: "list[SeriesLine]"
+    previous: "list[SeriesLine] | None" = None  # compare=previous_period, same groups
     partial_last: bool = False  # the last bucket is still filling (the range ends at now)
     unit: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -62,13 +63,13 @@ def _layout(title: str, data: SeriesData, **extra: Any) -> dict[str, Any]:
 def _xy_traces(
     data: SeriesData,
     make: Callable[[str, list[int], list[float | None]], dict[str, Any]],
-    series: list[dict[str, Any]] | None = None,
+    series: "list[SeriesLine] | None" = None,
 ) -> list[dict[str, Any]]:
     """One trace per group of `series` (default: the current period), gaps restored."""
     traces = []
     for entry in data.series if series is None else series:
-        x, y = with_gaps(data.times, entry["values"], data.bucket_ms)
-        traces.append(make(str(entry["name"]), x, y))
+        x, y = with_gaps(data.times, entry.values, data.bucket_ms)
+        traces.append(make(str(entry.name), x, y))
     return traces
 
 
@@ -150,7 +151,7 @@ def _latest_complete(values: Sequence[float | None], partial_last: bool) -> int 
 def single_stat_figure(data: SeriesData, *, title: str) -> Figure:
     """The newest complete bucket of the first group, its change against the same bucket one
     period earlier, and a sparkline of the whole range."""
-    values = data.series[0]["values"] if data.series else []
+    values = data.series[0].values if data.series else []
     index = _latest_complete(values, data.partial_last)
     current = values[index] if index is not None else None
     indicator: dict[str, Any] = {
@@ -161,7 +162,7 @@ def single_stat_figure(data: SeriesData, *, title: str) -> Figure:
         "domain": {"x": [0, 1], "y": [0.4, 1]},
     }
     if index is not None and data.previous:
-        earlier = data.previous[0]["values"]
+        earlier = data.previous[0].values
         reference = earlier[index] if index < len(earlier) else None
         if reference is not None:
             indicator["mode"] = "number+delta"
@@ -205,10 +206,10 @@ def _utc(epoch_ms: int) -> str:
 
 def table_figure(data: SeriesData, *, title: str) -> Figure:
     """One row per bucket (newest first), one column per group; gaps are shown as blanks."""
-    names = [str(entry["name"]) for entry in data.series]
+    names = [str(entry.name) for entry in data.series]
     rows = list(range(len(data.times) - 1, -1, -1))
     columns: list[list[Any]] = [[_utc(data.times[i]) for i in rows]]
-    columns += [[entry["values"][i] for i in rows] for entry in data.series]
+    columns += [[entry.values[i] for i in rows] for entry in data.series]
     table = {
         "type": "table",
         "header": {"values": ["time", *names]},
@@ -225,12 +226,12 @@ def heatmap_figure(data: SeriesData, *, title: str) -> Figure:
     grid: list[int] = []
     rows: list[list[float | None]] = []
     for entry in data.series:
-        grid, values = with_gaps(data.times, entry["values"], data.bucket_ms)
+        grid, values = with_gaps(data.times, entry.values, data.bucket_ms)
         rows.append(values)
     heatmap = {
         "type": "heatmap",
         "x": grid,
-        "y": [str(entry["name"]) for entry in data.series],
+        "y": [str(entry.name) for entry in data.series],
         "z": rows,
         "hoverongaps": False,
         "colorscale": "Viridis",
@@ -246,6 +247,19 @@ _BUILDERS: dict[str, Callable[..., Figure]] = {
     "table": table_figure,
     "heatmap": heatmap_figure,
 }
+
+
+# The chart kinds, in the order the panel form lists them: this table is their one list.
+CHART_KINDS: tuple[str, ...] = tuple(_BUILDERS)
+# Kinds that draw the previous period beside the current one.
+PREVIOUS_PERIOD_KINDS = frozenset({"line", "single_stat"})
+# A single stat is its change against the previous period, so it always compares.
+ALWAYS_COMPARING_KIND = "single_stat"
+
+
+def chart_kind_label(kind: str) -> str:
+    """Return the kind as the panel form shows it: `stacked_bar` is "Stacked bar"."""
+    return kind.replace("_", " ").capitalize()
 
 
 def panel_figure(kind: str, data: SeriesData, *, title: str) -> Figure:

@@ -13,10 +13,10 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from analytics.models import Project
-from analytics.queries.series import AGGS
+from analytics.queries.series import AGGS, TagFilter
 from analytics.refusals import Refusal
 from analytics.series_params import MAX_GROUPS, parse_bucket, parse_filter, parse_time
-from dashboards.figures import CHART_KINDS
+from dashboards.figures import CHART_KINDS, chart_kind_label
 
 VARIABLE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 VARIABLE_KEYS = {"name", "tag", "metric", "multi", "default", "label"}
@@ -83,12 +83,16 @@ def validate_variables(value: Any) -> None:
             raise ValidationError(f"{where}.default holds several values but multi is false")
 
 
+def filter_variable(test: TagFilter) -> str | None:
+    """Return the variable a filter refers to (`region:$region`: `region`), or None."""
+    if len(test.values) == 1 and test.values[0].startswith("$"):
+        return test.values[0][1:]
+    return None
+
+
 def variable_reference(where: str) -> tuple[str, str | None]:
     """Return (filter, variable name or None): `region:$region` refers to variable `region`."""
-    test = parse_filter(where)
-    if len(test.values) == 1 and test.values[0].startswith("$"):
-        return where, test.values[0][1:]
-    return where, None
+    return where, filter_variable(parse_filter(where))
 
 
 def validate_filters(value: Any) -> None:
@@ -179,17 +183,13 @@ class Dashboard(models.Model):
 class Panel(models.Model):
     """One chart of a dashboard: a series query, a chart kind and a place on the grid."""
 
-    class Kind(models.TextChoices):
-        LINE = "line", "Line"
-        AREA = "area", "Area"
-        STACKED_BAR = "stacked_bar", "Stacked bar"
-        SINGLE_STAT = "single_stat", "Single stat"
-        TABLE = "table", "Table"
-        HEATMAP = "heatmap", "Heatmap"
-
     dashboard = models.ForeignKey(Dashboard, on_delete=models.CASCADE, related_name="panels")
     title = models.CharField(max_length=200)
-    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.LINE)
+    kind = models.CharField(
+        max_length=16,
+        choices=[(kind, chart_kind_label(kind)) for kind in CHART_KINDS],
+        default=CHART_KINDS[0],
+    )
     metric = models.CharField(max_length=200)
     agg = models.CharField(max_length=8, choices=[(agg, agg) for agg in AGGS], default="avg")
     filters = models.JSONField(

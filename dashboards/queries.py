@@ -27,8 +27,14 @@ from analytics.queries.series import (
 )
 from analytics.refusals import invalid
 from analytics.series_params import format_width, parse_bucket, parse_filter, parse_time
-from dashboards.figures import Figure, SeriesData, panel_figure
-from dashboards.models import Dashboard, Panel, Refresh
+from dashboards.figures import (
+    ALWAYS_COMPARING_KIND,
+    PREVIOUS_PERIOD_KINDS,
+    Figure,
+    SeriesData,
+    panel_figure,
+)
+from dashboards.models import Dashboard, Panel, Refresh, filter_variable
 
 VARIABLE_PARAM_PREFIX = "var-"
 MAX_VARIABLE_VALUES = 100
@@ -152,8 +158,9 @@ def panel_filters(panel: Panel, state: ViewState) -> tuple[TagFilter, ...]:
     filters: list[TagFilter] = []
     for where in panel.filters:
         test = parse_filter(where)
-        if len(test.values) == 1 and test.values[0].startswith("$"):
-            chosen = state.values_of(panel.dashboard, test.values[0][1:])
+        name = filter_variable(test)
+        if name is not None:
+            chosen = state.values_of(panel.dashboard, name)
             if not chosen:
                 continue  # nothing selected: the variable filters nothing
             test = TagFilter(key=test.key, values=chosen, negate=test.negate)
@@ -183,7 +190,7 @@ def panel_query(panel: Panel, state: ViewState) -> SeriesQuery:
         filters=panel_filters(panel, state),
         group_by=panel.group_by or None,
         limit=panel.limit,
-        compare=panel.compare or panel.kind == Panel.Kind.SINGLE_STAT,
+        compare=panel.compare or panel.kind == ALWAYS_COMPARING_KIND,
     )
 
 
@@ -231,14 +238,14 @@ def panel_data(panel: Panel, state: ViewState) -> PanelData:
     statements: list[str] = []
     with _recording_sql(statements):
         result = series_buckets(query)
-    previous = result.compare["series"] if result.compare else None
+    previous = result.compare.series if result.compare else None
     data = SeriesData(
         metric=result.metric,
         agg=result.agg,
         bucket_ms=int(result.bucket.total_seconds() * 1000),
         times=result.times,
         series=result.series,
-        previous=previous if panel.kind in (Panel.Kind.LINE, Panel.Kind.SINGLE_STAT) else None,
+        previous=previous if panel.kind in PREVIOUS_PERIOD_KINDS else None,
         partial_last=result.partial_last,
         unit=panel.unit,
     )
@@ -267,7 +274,6 @@ def panel_data(panel: Panel, state: ViewState) -> PanelData:
             "limit": query.limit,
             "compare": "previous_period" if query.compare else None,
         },
-        "source": result.source,
         "tier": result.source,
         "series_ms": round(result.server_ms, 2),
         "server_ms": round((time.perf_counter() - started) * 1000, 2),

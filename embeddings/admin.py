@@ -4,11 +4,13 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.db.models.expressions import RawSQL
 from django.http import HttpRequest
 
 from analytics.validation import Invalid
 from embeddings.active_model import model_name
 from embeddings.bodies import clean_item
+from embeddings.currency import embedding_state_sql
 from embeddings.models import Item
 from embeddings.services import upsert_items
 from embeddings.validation import ItemInput
@@ -54,14 +56,14 @@ class ItemAdmin(admin.ModelAdmin[Item]):
         return [*identity, *self.readonly_fields]
 
     def get_queryset(self, request: HttpRequest) -> Any:
-        # The 384 floats of each vector are never shown; do not read them.
-        return super().get_queryset(request).defer("embedding")
+        # The 384 floats of each vector are never shown; do not read them. The state is
+        # computed by the database with the same rule as the API's.
+        state = RawSQL(embedding_state_sql(model="%s"), [model_name()])
+        return super().get_queryset(request).defer("embedding").annotate(state=state)
 
-    @admin.display(description="embedding")
+    @admin.display(description="embedding", ordering="state")
     def embedding_state(self, item: Item) -> str:
-        if item.embedded_hash == item.content_hash and item.embedding_model == model_name():
-            return "current"
-        return "stale" if item.embedded_hash else "pending"
+        return str(getattr(item, "state", ""))
 
     def save_model(self, request: HttpRequest, obj: Item, form: Any, change: bool) -> None:
         item_input: ItemInput = form.cleaned_data["item_input"]

@@ -1,7 +1,7 @@
 """Items: anything with a title, text and attributes that users search by example.
 
-An item is embedded when `embedded_hash == content_hash` and `embedding_model` is the
-current model; `services.embed_items` is the only writer of the embedding columns.
+Whether an item's embedding is current is decided in one place, `embeddings.currency`;
+`services.embed_items` is the only writer of the embedding columns.
 """
 
 from django.contrib.postgres.indexes import GinIndex

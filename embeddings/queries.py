@@ -17,6 +17,8 @@ from django.db import connection, transaction
 from pgvector import Vector
 from psycopg import sql
 
+from analytics.queries.like import contains_pattern, prefix_pattern
+from embeddings.currency import EmbeddingState, embedding_state_sql, needs_embedding_sql
 from embeddings.validation import AttributeFilter
 
 # ef_search: the candidate list of an HNSW scan. pgvector's default 40 gives recall@10
@@ -46,7 +48,7 @@ class ItemDetail:
     text: str
     attributes: dict[str, Any]
     content_hash: str
-    embedding_status: str  # "current", "stale" (older text or model) or "pending" (none yet)
+    embedding_status: EmbeddingState
     embedding_model: str | None
     embedded_at: datetime | None
     created_at: datetime
@@ -79,27 +81,26 @@ def item_detail(*, project_id: int, external_id: str, model: str) -> ItemDetail 
     """Return one item of the project, or None."""
     with connection.cursor() as cursor:
         cursor.execute(
-            """SELECT external_id, title, text, attributes::text, content_hash,
-                      embedding IS NOT NULL, embedded_hash = content_hash AND embedding_model = %s,
-                      nullif(embedding_model, ''), embedded_at, created_at, updated_at
-               FROM embeddings_item WHERE project_id = %s AND external_id = %s""",
+            f"""SELECT external_id, title, text, attributes::text, content_hash,
+                       {embedding_state_sql(model="%s")},
+                       nullif(embedding_model, ''), embedded_at, created_at, updated_at
+                FROM embeddings_item WHERE project_id = %s AND external_id = %s""",
             [model, project_id, external_id],
         )
         row = cursor.fetchone()
     if row is None:
         return None
-    has_vector, current = row[5], row[6]
     return ItemDetail(
         external_id=row[0],
         title=row[1],
         text=row[2],
         attributes=orjson.loads(row[3]),
         content_hash=row[4],
-        embedding_status="current" if current else "stale" if has_vector else "pending",
-        embedding_model=row[7],
-        embedded_at=row[8],
-        created_at=row[9],
-        updated_at=row[10],
+        embedding_status=EmbeddingState(row[5]),
+        embedding_model=row[6],
+        embedded_at=row[7],
+        created_at=row[8],
+        updated_at=row[9],
     )
 
 
@@ -113,17 +114,20 @@ def item_summaries(*, project_id: int, search: str, limit: int, model: str) -> l
     conditions: list[sql.Composable] = [sql.SQL("project_id = %s")]
     params: list[Any] = [model, project_id]
     for word in words:
-        pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        pattern = contains_pattern(word)
         conditions.append(sql.SQL("(title ILIKE %s OR external_id ILIKE %s)"))
         params += [pattern, pattern]
-    prefix = (search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")) + "%"
+    prefix = prefix_pattern(search.strip())
     query = sql.SQL(
         """SELECT external_id, title, attributes::text,
-                  embedded_hash = content_hash AND embedding_model = %s
+                  NOT {needs_embedding}
            FROM embeddings_item WHERE {conditions}
            ORDER BY title ILIKE %s DESC, title, external_id
            LIMIT %s"""
-    ).format(conditions=sql.SQL(" AND ").join(conditions))
+    ).format(
+        needs_embedding=sql.SQL(needs_embedding_sql(model="%s")),
+        conditions=sql.SQL(" AND ").join(conditions),
+    )
     with connection.cursor() as cursor:
         cursor.execute(query, [*params, prefix, min(limit, LIST_LIMIT_MAX)])
         return [

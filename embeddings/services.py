@@ -1,7 +1,7 @@
 """Writes of items and their embeddings: upsert, delete, embed, sweep and re-embed.
 
-An item needs an embedding while `embedded_hash <> content_hash` or its
-`embedding_model` is not the current one. Whoever changes that (an upsert, a re-embed)
+An item needs an embedding while its stored one is not current (`embeddings.currency`
+owns that rule). Whoever changes that (an upsert, a re-embed)
 asks for embeddings after the transaction commits; `embed_items` claims rows with
 `FOR UPDATE SKIP LOCKED`, so two workers never compute the same item at once, and a
 killed worker's claims vanish with its connection. The sweep re-asks for items whose
@@ -29,6 +29,7 @@ from analytics.platform_metrics import (
     EMBEDDINGS_COMPUTED,
     record_platform_metric,
 )
+from embeddings.currency import needs_embedding_sql
 from embeddings.validation import ItemInput, embedding_input
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ SWEEP_LIMIT = 20_000
 
 Encode = Callable[[list[str]], np.ndarray]
 
-_NEEDS_EMBEDDING = "(embedded_hash <> content_hash OR embedding_model <> %(model)s)"
+_NEEDS_EMBEDDING = needs_embedding_sql()
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def _on_commit_robust(func: Callable[..., object], *args: Any) -> None:
     transaction.on_commit(update_wrapper(partial(func, *args), func), robust=True)
 
 
-_UPSERT = """
+_UPSERT = f"""
 INSERT INTO embeddings_item AS i (project_id, external_id, title, text, attributes, content_hash,
     embedded_hash, embedding_model, embedding_requested_at, created_at, updated_at)
 SELECT %(project)s, u.external_id, u.title, u.text, u.attributes::jsonb, u.content_hash,
@@ -123,12 +124,11 @@ ON CONFLICT (project_id, external_id) DO UPDATE SET
     content_hash = excluded.content_hash,
     updated_at = now(),
     embedding_requested_at = CASE
-        WHEN excluded.content_hash <> i.embedded_hash OR i.embedding_model <> %(model)s THEN now()
+        WHEN {needs_embedding_sql(alias="i", content_hash="excluded.content_hash")} THEN now()
         ELSE i.embedding_requested_at END
 WHERE (i.title, i.text, i.attributes) IS DISTINCT FROM
       (excluded.title, excluded.text, excluded.attributes)
-RETURNING i.id, i.external_id, i.xmax = 0,
-          i.embedded_hash <> i.content_hash OR i.embedding_model <> %(model)s"""
+RETURNING i.id, i.external_id, i.xmax = 0, {needs_embedding_sql(alias="i")}"""
 
 
 def upsert_items(*, project_id: int, items: Sequence[ItemInput], model: str) -> UpsertResult:

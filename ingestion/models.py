@@ -16,7 +16,6 @@ class IngestReceipt(models.Model):
     key = models.CharField(max_length=200)
     request_hash = models.CharField(max_length=64)
     receipt = models.JSONField()
-    status = models.PositiveSmallIntegerField()
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

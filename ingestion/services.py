@@ -134,7 +134,6 @@ def store_batch(
                 key=idempotency_key,
                 request_hash=fingerprint,
                 receipt=body,
-                status=200,
             )
     return Receipt(body=body)
 

@@ -82,13 +82,12 @@ def main() -> int:
     commands = {
         "web": [
             "gunicorn",
-            "analytics.wsgi",
+            "--config",
+            str(ROOT / "gunicorn.conf.py"),
             "--bind",
             f"{HOST}:{PORT}",
             "--workers",
             "2",
-            "--timeout",
-            "60",
             "--access-logfile",
             "-",
         ],

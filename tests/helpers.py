@@ -69,9 +69,9 @@ def running_gunicorn(
 ) -> Iterator[str]:
     """Serve the app with gunicorn on a free loopback port; yield its base URL, stop it after."""
     port = free_port()
-    command = [sys.executable, "-m", "gunicorn", "analytics.wsgi", "--bind", f"127.0.0.1:{port}"]
-    command += ["--workers", str(workers), "--threads", str(threads)]
-    command += ["--timeout", "60", "--log-level", "warning"]
+    command = [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py")]
+    command += ["--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
+    command += ["--threads", str(threads), "--log-level", "warning"]
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:

@@ -5,17 +5,13 @@ from dataclasses import dataclass
 from django.db import connection
 
 from analytics.models import Series
+from analytics.queries.like import contains_pattern
 
 
 @dataclass(frozen=True)
 class CatalogEntry:
     name: str
     series: int
-
-
-def _like(search: str) -> str:
-    escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 def metric_names(*, project_id: int, search: str = "", limit: int = 100) -> list[CatalogEntry]:
@@ -25,7 +21,7 @@ def metric_names(*, project_id: int, search: str = "", limit: int = 100) -> list
             """SELECT metric, count(*) FROM analytics_series
                WHERE project_id = %s AND metric ILIKE %s
                GROUP BY metric ORDER BY metric LIMIT %s""",
-            [project_id, _like(search), limit],
+            [project_id, contains_pattern(search), limit],
         )
         return [CatalogEntry(name, count) for name, count in cursor.fetchall()]
 
@@ -50,7 +46,7 @@ def tag_values(
             """SELECT tags ->> %s AS value, count(*) FROM analytics_series
                WHERE project_id = %s AND metric = %s AND tags ? %s AND tags ->> %s ILIKE %s
                GROUP BY value ORDER BY value LIMIT %s""",
-            [key, project_id, metric, key, key, _like(search), limit],
+            [key, project_id, metric, key, key, contains_pattern(search), limit],
         )
         return [CatalogEntry(name, count) for name, count in cursor.fetchall()]
 

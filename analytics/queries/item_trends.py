@@ -9,30 +9,22 @@ that fits, through the same tier logic as the series API (`analytics.queries.tie
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.db import connection
-from psycopg import sql
 
 from analytics.queries.series import (
     Parts,
     agg_value,
     align_down,
     align_up,
+    bucketed_rows,
     epoch_ms,
     merge,
-    tier_for,
+    natural_bucket,
 )
-from analytics.queries.tiers import pending_minutes, tier_relation
 
 # About this many buckets per trend: enough for a shape, small enough for a sparkline.
 TREND_POINTS = 30
-# Natural widths, finest first; each is a multiple of a rollup tier.
-TREND_BUCKETS = (
-    [timedelta(minutes=m) for m in (1, 2, 5, 10, 15, 30)]
-    + [timedelta(hours=h) for h in (1, 2, 3, 6, 12)]
-    + [timedelta(days=d) for d in (1, 2, 7, 14, 30)]
-)
 # Counts and sums are 0 where nothing happened; averages and extremes are unknown there.
 ZERO_FILLED_AGGS = frozenset({"sum", "count"})
 
@@ -50,16 +42,7 @@ class ItemTrends:
 
 def trend_bucket(span: timedelta) -> timedelta:
     """Return the natural bucket width giving about TREND_POINTS buckets over `span`."""
-    wanted = span / TREND_POINTS
-    return next((width for width in TREND_BUCKETS if width >= wanted), TREND_BUCKETS[-1])
-
-
-_BUCKETED = """{ctes}
-SELECT (date_part('epoch', time_bucket(%(width)s, t.bucket)) * 1000)::bigint,
-       g.item, sum(t.count)::bigint, sum(t.sum), min(t.min), max(t.max)
-FROM ({relation}) t
-JOIN unnest(%(ids)s::bigint[], %(items)s::text[]) AS g(series_id, item) USING (series_id)
-GROUP BY 1, 2"""
+    return natural_bucket(span, points=TREND_POINTS)
 
 
 def item_trends(
@@ -88,19 +71,15 @@ def item_trends(
         series = cursor.fetchall()
         if not series:
             return empty
-        ids = [series_id for series_id, _ in series]
-        params: dict[str, Any] = {
-            "ids": ids,
-            "items": [item for _, item in series],
-            "lo": lo,
-            "hi": hi,
-            "width": width,
-        }
-        pending = pending_minutes(cursor, ids=ids, lo=lo, hi=hi)
-        ctes, relation = tier_relation(tier_for(width), pending=pending, params=params)
-        cursor.execute(sql.SQL(_BUCKETED).format(ctes=ctes, relation=relation), params)
-        rows = cursor.fetchall()
-    grid: dict[tuple[int, str], Parts] = {}
+        rows = bucketed_rows(
+            cursor,
+            ids=[series_id for series_id, _ in series],
+            labels=[item for _, item in series],
+            lo=lo,
+            hi=hi,
+            width=width,
+        )
+    grid: dict[tuple[int, str | None], Parts] = {}
     for bucket, item, count, total, low, high in rows:
         grid[(bucket, item)] = merge(grid.get((bucket, item)), (count, total, low, high))
     default = 0.0 if agg in ZERO_FILLED_AGGS else None

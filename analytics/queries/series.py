@@ -7,7 +7,7 @@ two.
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -21,6 +21,13 @@ Agg = Literal["avg", "sum", "count", "min", "max"]
 Fill = Literal["none", "null", "zero", "previous"]
 AGGS: tuple[str, ...] = ("avg", "sum", "count", "min", "max")
 FILLS: tuple[str, ...] = ("none", "null", "zero", "previous")
+# Natural widths of automatic buckets (the series API's `auto`, item trends), finest
+# first; each is a multiple of a rollup tier.
+NATURAL_BUCKETS: tuple[timedelta, ...] = (
+    *(timedelta(minutes=m) for m in (1, 2, 5, 10, 15, 30)),
+    *(timedelta(hours=h) for h in (1, 2, 3, 6, 12)),
+    *(timedelta(days=d) for d in (1, 2, 7, 14, 30)),
+)
 # time_bucket aligns buckets to this origin (a Monday), so weeks start on Mondays.
 ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)
 # The group of everything outside the top N; an object, so no tag value can collide.
@@ -70,6 +77,23 @@ def agg_value(parts: Parts, agg: str) -> float:
     return {"sum": total, "min": low, "max": high}[agg]
 
 
+@dataclass(frozen=True)
+class SeriesLine:
+    """One group's values, one per bucket start of the answer's `times`."""
+
+    name: str | None  # the metric, the group's tag value, or "other"; None: the tag is absent
+    group: dict[str, str | None]  # {group_by: value}; empty without group_by and for "other"
+    values: list[float | None]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The previous period of the same length, its buckets shifted onto the current ones."""
+
+    shift_seconds: int
+    series: list[SeriesLine]
+
+
 @dataclass
 class SeriesResult:
     metric: str
@@ -79,13 +103,19 @@ class SeriesResult:
     start: datetime
     end: datetime
     times: list[int]  # bucket starts, epoch milliseconds
-    series: list[dict[str, Any]]
+    series: list[SeriesLine]
     partial_first: bool
     partial_last: bool
-    compare: dict[str, Any] | None = None
+    compare: Comparison | None = None
     server_ms: float = 0.0
     matched_series: int = 0
     groups_total: int = 0
+
+
+def natural_bucket(span: timedelta, *, points: int) -> timedelta:
+    """Return the finest natural width giving at most about `points` buckets over `span`."""
+    wanted = span / points
+    return next((width for width in NATURAL_BUCKETS if width >= wanted), NATURAL_BUCKETS[-1])
 
 
 def align_down(moment: datetime, width: timedelta) -> datetime:
@@ -132,7 +162,8 @@ def matching_series(
 
 
 # Group by the bucket itself and convert only the grouped rows to epoch milliseconds
-# (in double precision: extract() would give numeric, slow on every input row).
+# (in double precision: extract() would give numeric, slow on every input row). Every
+# bucketed read of the rollups (series, item trends) goes through this one statement.
 _BUCKETED = """{ctes}
 SELECT (date_part('epoch', time_bucket(%(width)s, t.bucket)) * 1000)::bigint AS bucket_ms,
        g.label, sum(t.count)::bigint, sum(t.sum), min(t.min), max(t.max)
@@ -152,6 +183,33 @@ GROUP BY time_bucket(%(width)s, p.time), g.label"""
 Rows = list[tuple[int, str | None, int, float, float, float]]
 
 
+def bucketed_rows(
+    cursor: Any,
+    *,
+    ids: list[int],
+    labels: Sequence[str | None],
+    lo: datetime,
+    hi: datetime,
+    width: timedelta,
+) -> Rows:
+    """Return (bucket, label, count, sum, min, max) per bucket of `width` and label in [lo, hi).
+
+    `labels[i]` is the group of series `ids[i]`; the rows come from the coarsest tier
+    that divides `width`, pending minutes read live.
+    """
+    params: dict[str, Any] = {
+        "ids": ids,
+        "labels": list(labels),
+        "lo": lo,
+        "hi": hi,
+        "width": width,
+    }
+    pending = pending_minutes(cursor, ids=ids, lo=lo, hi=hi)
+    tier = tier_relation(tier_for(width), pending=pending, params=params)
+    cursor.execute(sql.SQL(_BUCKETED).format(ctes=tier.ctes, relation=tier.relation), params)
+    return list(cursor.fetchall())
+
+
 @dataclass(frozen=True)
 class _Scope:
     """The series (with their group labels) and the bucket width a query reads."""
@@ -159,26 +217,18 @@ class _Scope:
     ids: list[int]
     labels: list[str | None]
     width: timedelta
-    tier: str
     raw: bool
 
     def rows(self, cursor: Any, lo: datetime, hi: datetime) -> Rows:
         """Return (bucket, label, count, sum, min, max) rows for [lo, hi)."""
         if not self.ids:
             return []
-        params: dict[str, Any] = {
-            "ids": self.ids,
-            "labels": self.labels,
-            "lo": lo,
-            "hi": hi,
-            "width": self.width,
-        }
-        if self.raw:
-            cursor.execute(_RAW, params)
-        else:
-            pending = pending_minutes(cursor, ids=self.ids, lo=lo, hi=hi)
-            ctes, relation = tier_relation(self.tier, pending=pending, params=params)
-            cursor.execute(sql.SQL(_BUCKETED).format(ctes=ctes, relation=relation), params)
+        if not self.raw:
+            return bucketed_rows(
+                cursor, ids=self.ids, labels=self.labels, lo=lo, hi=hi, width=self.width
+            )
+        params = {"ids": self.ids, "labels": self.labels, "lo": lo, "hi": hi, "width": self.width}
+        cursor.execute(_RAW, params)
         return list(cursor.fetchall())
 
 
@@ -256,7 +306,6 @@ def series_buckets(
         ids=[series_id for series_id, _ in series],
         labels=[_group_label(tags, query.group_by) for _, tags in series],
         width=width,
-        tier=tier,
         raw=raw,
     )
     with connection.cursor() as cursor:
@@ -268,11 +317,11 @@ def series_buckets(
         times = _times(grid, lo, hi, width, query.fill)
         names: list[Any] = [*top, *([OTHER] if has_other else [])]
         result_series = [
-            {
-                "name": query.metric if not query.group_by else "other" if name is OTHER else name,
-                "group": {} if not query.group_by or name is OTHER else {query.group_by: name},
-                "values": _values(grid, times, name, query.agg, query.fill),
-            }
+            SeriesLine(
+                name=query.metric if not query.group_by else "other" if name is OTHER else name,
+                group={} if not query.group_by or name is OTHER else {query.group_by: name},
+                values=_values(grid, times, name, query.agg, query.fill),
+            )
             for name in names
         ]
         compare = None
@@ -284,13 +333,13 @@ def series_buckets(
                 (bucket + shift_ms, name): parts
                 for (bucket, name), parts in _grid(previous_rows, top, has_other).items()
             }
-            compare = {
-                "shift_seconds": int(shift.total_seconds()),
-                "series": [
-                    {**entry, "values": _values(previous_grid, times, name, query.agg, query.fill)}
-                    for entry, name in zip(result_series, names, strict=True)
+            compare = Comparison(
+                shift_seconds=int(shift.total_seconds()),
+                series=[
+                    replace(line, values=_values(previous_grid, times, name, query.agg, query.fill))
+                    for line, name in zip(result_series, names, strict=True)
                 ],
-            }
+            )
     return SeriesResult(
         metric=query.metric,
         agg=query.agg,

@@ -123,20 +123,26 @@ _LIVE_UPPER = """
     )"""
 
 
+@dataclass(frozen=True)
+class TierRelation:
+    """SQL reading one tier: a WITH clause (empty when nothing is pending) and the relation."""
+
+    ctes: sql.Composable
+    # A SELECT yielding (bucket, series_id, count, sum, min, max) rows of the tier.
+    relation: sql.Composable
+
+
 def tier_relation(
     tier: str, *, pending: PendingMinutes | None, params: dict[str, Any]
-) -> tuple[sql.Composable, sql.Composable]:
-    """Return (WITH-clause CTEs, relation) reading `tier` for %(ids)s in [%(lo)s, %(hi)s).
-
-    The relation yields (bucket, series_id, count, sum, min, max) rows of the tier.
-    """
+) -> TierRelation:
+    """Return the SQL reading `tier` for %(ids)s in [%(lo)s, %(hi)s), adding its parameters."""
     table = sql.Identifier(f"rollup_{tier}")
     if pending is None or not pending.series_ids:
         relation = sql.SQL(
             "SELECT bucket, series_id, count, sum, min, max FROM {table}"
             " WHERE series_id = ANY(%(ids)s) AND bucket >= %(lo)s AND bucket < %(hi)s"
         ).format(table=table)
-        return sql.SQL(""), relation
+        return TierRelation(sql.SQL(""), relation)
     params["pending_ids"] = pending.series_ids
     params["pending_buckets"] = pending.buckets
     ctes: list[sql.Composable] = [
@@ -164,4 +170,4 @@ def tier_relation(
         ),
         live=sql.Identifier(f"live_{tier}"),
     )
-    return sql.SQL("WITH ") + sql.SQL(", ").join(ctes), relation
+    return TierRelation(sql.SQL("WITH ") + sql.SQL(", ").join(ctes), relation)

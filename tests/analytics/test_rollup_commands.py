@@ -46,7 +46,7 @@ def values(
         end=start + timedelta(days=days),
         bucket=bucket,
     )
-    found: list[float | None] = series_buckets(query).series[0]["values"]
+    found: list[float | None] = series_buckets(query).series[0].values
     return found
 
 

@@ -120,22 +120,19 @@ def assert_matches_raw(project: Project) -> None:
                     == f"rollup_{'1d' if bucket >= timedelta(days=1) else '1h' if bucket >= timedelta(hours=1) else '1m'}"
                 )
                 assert ours.times == raw.times, context
-                assert [s["name"] for s in ours.series] == [s["name"] for s in raw.series], context
+                assert [s.name for s in ours.series] == [s.name for s in raw.series], context
                 for mine, theirs in zip(ours.series, raw.series, strict=True):
                     assert all(
-                        same(a, b) for a, b in zip(mine["values"], theirs["values"], strict=True)
+                        same(a, b) for a, b in zip(mine.values, theirs.values, strict=True)
                     ), (context, mine, theirs)
                     if agg in ("count", "min", "max"):
-                        assert mine["values"] == theirs["values"], context
+                        assert mine.values == theirs.values, context
                 if query.compare:
                     assert ours.compare is not None
                     assert raw.compare is not None
-                    for mine, theirs in zip(
-                        ours.compare["series"], raw.compare["series"], strict=True
-                    ):
+                    for mine, theirs in zip(ours.compare.series, raw.compare.series, strict=True):
                         assert all(
-                            same(a, b)
-                            for a, b in zip(mine["values"], theirs["values"], strict=True)
+                            same(a, b) for a, b in zip(mine.values, theirs.values, strict=True)
                         )
 
 

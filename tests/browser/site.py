@@ -18,7 +18,7 @@ from analytics.models import Project, Series
 from analytics.services.points import CleanPoint, Tags, ingest_points
 from analytics.services.rollups import refresh_rollups
 from analytics.services.tenants import add_member, ensure_project
-from dashboards.services import ensure_demo_dashboards
+from dashboards.demo import ensure_demo_dashboards
 from embeddings.services import pending_embeddings, upsert_items
 from embeddings.validation import ItemInput
 

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from analytics.queries.series import SeriesLine
 from dashboards.figures import CHART_KINDS, SeriesData, panel_figure, with_gaps
 
 MIN = 60_000
@@ -16,7 +17,7 @@ def data(values_by_name: dict[str, list[float | None]], times: list[int], **extr
         agg="avg",
         bucket_ms=MIN,
         times=times,
-        series=[{"name": n, "group": {}, "values": v} for n, v in values_by_name.items()],
+        series=[SeriesLine(name=n, group={}, values=v) for n, v in values_by_name.items()],
         **extra,
     )
 
@@ -54,7 +55,11 @@ def test_line_draws_the_previous_period_dotted():
     """compare=previous_period adds a dotted trace per group."""
     figure = panel_figure(
         "line",
-        data({"eu": [1.0, 2.0]}, [T0, T0 + MIN], previous=[{"name": "eu", "values": [0.5, None]}]),
+        data(
+            {"eu": [1.0, 2.0]},
+            [T0, T0 + MIN],
+            previous=[SeriesLine(name="eu", group={}, values=[0.5, None])],
+        ),
         title="t",
     )
     current, previous = figure["data"]
@@ -79,7 +84,7 @@ def test_single_stat_shows_last_value_change_and_sparkline():
         data(
             {"all": [3.0, 4.0, None]},
             [T0, T0 + MIN, T0 + 2 * MIN],
-            previous=[{"name": "all", "values": [2.0, 2.0, None]}],
+            previous=[SeriesLine(name="all", group={}, values=[2.0, 2.0, None])],
         ),
         title="Latency",
     )
@@ -97,7 +102,7 @@ def test_single_stat_skips_a_bucket_that_is_still_filling():
         data(
             {"all": [3.0, 4.0, 0.5]},
             [T0, T0 + MIN, T0 + 2 * MIN],
-            previous=[{"name": "all", "values": [2.0, 5.0, 6.0]}],
+            previous=[SeriesLine(name="all", group={}, values=[2.0, 5.0, 6.0])],
             partial_last=True,
         ),
         title="Requests",

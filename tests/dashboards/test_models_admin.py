@@ -12,11 +12,10 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from analytics.models import Project
+from dashboards.demo import DEMO_DASHBOARDS, ensure_demo_dashboards
 from dashboards.models import Dashboard, Panel
 from dashboards.services import (
-    DEMO_DASHBOARDS,
     DashboardImportError,
-    ensure_demo_dashboards,
     export_dashboard,
     import_dashboard,
     import_dashboards,

@@ -6,7 +6,7 @@ from django.core.management import call_command
 
 from embeddings.models import Item
 from embeddings.validation import content_hash
-from ingestion.management.commands.seed_demo import build_specs
+from ingestion.demo import build_specs
 
 pytestmark = pytest.mark.django_db
 

@@ -10,6 +10,8 @@ from django.test import override_settings
 
 from analytics.models import Membership
 from embeddings.models import Item
+from embeddings.services import mark_for_reembedding
+from embeddings.worker import model_name
 from tests.embeddings.helpers import get, item_row, post_json, set_embeddings, unit
 
 pytestmark = pytest.mark.django_db
@@ -225,6 +227,21 @@ def test_get_one_item(client, project, key, read_key):
     post_json(client, ITEMS, key, [book("b-1", text="new text")])
     assert get(client, f"{ITEMS}/b-1", read_key).json()["embedding"]["status"] == "stale"
     assert get(client, f"{ITEMS}/nope", read_key).status_code == 404
+
+
+def test_forced_reembedding_is_stale_in_the_api_and_the_admin(client, project, key, read_key):
+    """After mark_for_reembedding(force=True) the old vector is "stale", never "pending", everywhere."""
+    post_json(client, ITEMS, key, [book("b-1", text="t")])
+    set_embeddings(project, {"b-1": unit(1)})
+    mark_for_reembedding(model=model_name(), project_id=project.pk, force=True)
+    assert get(client, f"{ITEMS}/b-1", read_key).json()["embedding"]["status"] == "stale"
+    listed = get(client, ITEMS, read_key).json()["items"]
+    assert [item["embedded"] for item in listed] == [False]
+    admin = User.objects.create_superuser("admin", password="pw")
+    client.force_login(admin)
+    page = client.get("/admin/embeddings/item/")
+    assert page.status_code == 200
+    assert b'<td class="field-embedding_state">stale</td>' in page.content
 
 
 def test_external_ids_with_slashes(client, project, key):

@@ -86,8 +86,8 @@ def test_worker_killed_before_commit_retry_is_stored_and_counted_once(stack):
     # points, then waits on the unique index when it writes its own receipt.
     locker.execute("BEGIN")
     locker.execute(
-        "INSERT INTO ingestion_ingestreceipt (project_id, key, request_hash, receipt, status,"
-        " created_at) VALUES (%s, %s, 'held', '{}', 200, now())",
+        "INSERT INTO ingestion_ingestreceipt (project_id, key, request_hash, receipt,"
+        " created_at) VALUES (%s, %s, 'held', '{}', now())",
         [tenant.project_id, batch.key],
     )
     thread, outcome = _send_in_background(stack, tenant, batch)

@@ -1,4 +1,8 @@
-"""Create the demo project and its admin login (idempotent); print the login."""
+"""Create the demo project, its admin login and its dashboards (idempotent); print the login.
+
+It lives in `dashboards`, the app on top, because the demo project's last step is its
+dashboards: the core (`analytics`) imports no app.
+"""
 
 import secrets
 from pathlib import Path
@@ -10,7 +14,7 @@ from django.db import transaction
 
 from analytics.models import Membership
 from analytics.services import add_member, ensure_project
-from dashboards.services import ensure_demo_dashboards
+from dashboards.demo import ensure_demo_dashboards
 
 DEMO_SLUG = "demo"
 

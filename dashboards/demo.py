@@ -1,0 +1,231 @@
+"""The demo project's dashboards, shared by `setup_demo`, tests and benchmarks."""
+
+from typing import Any
+
+from analytics.models import Project
+from dashboards.models import Dashboard
+from dashboards.services import import_dashboard
+
+_DEMO_OVERVIEW: dict[str, Any] = {
+    "title": "Shop overview",
+    "slug": "shop-overview",
+    "description": "Traffic, latency, hosts and sales of the demo shop (manage.py seed_demo).",
+    "default_from": "now-24h",
+    "default_to": "now",
+    "refresh": "1m",
+    "variables": [
+        {
+            "name": "region",
+            "tag": "region",
+            "metric": "http.requests",
+            "multi": True,
+            "default": [],
+        },
+        {
+            "name": "endpoint",
+            "tag": "endpoint",
+            "metric": "http.requests",
+            "multi": True,
+            "default": [],
+        },
+    ],
+    "panels": [
+        {
+            "title": "Requests",
+            "kind": "single_stat",
+            "metric": "http.requests",
+            "agg": "sum",
+            "filters": ["region:$region", "endpoint:$endpoint"],
+            "x": 0,
+            "y": 0,
+            "width": 3,
+            "height": 3,
+        },
+        {
+            "title": "Server errors (500)",
+            "kind": "single_stat",
+            "metric": "http.requests",
+            "agg": "sum",
+            "filters": ["status:500", "region:$region", "endpoint:$endpoint"],
+            "x": 3,
+            "y": 0,
+            "width": 3,
+            "height": 3,
+        },
+        {
+            "title": "Requests by region",
+            "kind": "stacked_bar",
+            "metric": "http.requests",
+            "agg": "sum",
+            "filters": ["region:$region", "endpoint:$endpoint"],
+            "group_by": "region",
+            "x": 6,
+            "y": 0,
+            "width": 6,
+            "height": 4,
+        },
+        {
+            "title": "Latency by endpoint",
+            "kind": "line",
+            "metric": "http.latency_ms",
+            "agg": "avg",
+            "filters": ["region:$region", "endpoint:$endpoint"],
+            "group_by": "endpoint",
+            "unit": "ms",
+            "x": 0,
+            "y": 3,
+            "width": 6,
+            "height": 4,
+        },
+        {
+            "title": "Host CPU",
+            "kind": "heatmap",
+            "metric": "host.cpu",
+            "agg": "avg",
+            "group_by": "host",
+            "limit": 20,
+            "unit": "%",
+            "x": 6,
+            "y": 4,
+            "width": 6,
+            "height": 4,
+        },
+        {
+            "title": "Host memory",
+            "kind": "area",
+            "metric": "host.memory",
+            "agg": "max",
+            "group_by": "host",
+            "limit": 5,
+            "unit": "%",
+            "x": 0,
+            "y": 7,
+            "width": 6,
+            "height": 4,
+        },
+        {
+            "title": "Sales by category",
+            "kind": "table",
+            "metric": "shop.product_sales",
+            "agg": "sum",
+            "group_by": "category",
+            "bucket": "1h",
+            "x": 6,
+            "y": 8,
+            "width": 6,
+            "height": 4,
+        },
+        {
+            "title": "Product views by category",
+            "kind": "line",
+            "metric": "shop.product_views",
+            "agg": "sum",
+            "group_by": "category",
+            "compare": True,
+            "x": 0,
+            "y": 11,
+            "width": 6,
+            "height": 4,
+        },
+    ],
+}
+
+_PLATFORM_HEALTH: dict[str, Any] = {
+    "title": "Platform health",
+    "slug": "platform-health",
+    "description": "The platform's own metrics: ingestion, embeddings and API latency.",
+    "default_from": "now-6h",
+    "default_to": "now",
+    "refresh": "1m",
+    "variables": [
+        {
+            "name": "endpoint",
+            "tag": "endpoint",
+            "metric": "platform.request_ms",
+            "multi": True,
+            "default": [],
+        },
+    ],
+    "panels": [
+        {
+            "title": "Events ingested per minute",
+            "kind": "line",
+            "metric": "platform.events_ingested",
+            "agg": "sum",
+            "bucket": "1m",
+            "x": 0,
+            "y": 0,
+            "width": 6,
+            "height": 4,
+        },
+        {
+            "title": "Ingest errors by status",
+            "kind": "stacked_bar",
+            "metric": "platform.ingest_errors",
+            "agg": "sum",
+            "group_by": "status",
+            "x": 6,
+            "y": 0,
+            "width": 6,
+            "height": 4,
+        },
+        {
+            "title": "Embedding backlog",
+            "kind": "single_stat",
+            "metric": "platform.embedding_backlog",
+            "agg": "max",
+            "unit": "items",
+            "x": 0,
+            "y": 4,
+            "width": 3,
+            "height": 3,
+        },
+        {
+            "title": "Embeddings computed",
+            "kind": "area",
+            "metric": "platform.embeddings_computed",
+            "agg": "sum",
+            "x": 3,
+            "y": 4,
+            "width": 9,
+            "height": 3,
+        },
+        {
+            "title": "API latency by endpoint (avg)",
+            "kind": "line",
+            "metric": "platform.request_ms",
+            "agg": "avg",
+            "filters": ["endpoint:$endpoint"],
+            "group_by": "endpoint",
+            "unit": "ms",
+            "x": 0,
+            "y": 7,
+            "width": 6,
+            "height": 4,
+        },
+        {
+            "title": "API latency by endpoint (max)",
+            "kind": "heatmap",
+            "metric": "platform.request_ms",
+            "agg": "max",
+            "filters": ["endpoint:$endpoint"],
+            "group_by": "endpoint",
+            "unit": "ms",
+            "x": 6,
+            "y": 7,
+            "width": 6,
+            "height": 4,
+        },
+    ],
+}
+
+DEMO_DASHBOARDS: tuple[dict[str, Any], ...] = (_DEMO_OVERVIEW, _PLATFORM_HEALTH)
+
+
+def ensure_demo_dashboards(*, project: Project) -> list[Dashboard]:
+    """Create the demo dashboards in `project` where missing; never overwrite user edits."""
+    dashboards = []
+    for document in DEMO_DASHBOARDS:
+        existing = Dashboard.objects.filter(project=project, slug=document["slug"]).first()
+        dashboards.append(existing or import_dashboard(project=project, document=document))
+    return dashboards
