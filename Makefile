@@ -11,7 +11,8 @@ help:  ## List the targets
 setup:  ## Install what is missing and start PostgreSQL and Redis
 	@$(STACK) up
 
-run: setup  ## Set up, migrate, create the demo project, serve web + worker + beat
+run:  ## Set up (runtime packages only), migrate, create the demo project, serve web + worker + beat
+	@STACK_DEV=0 $(STACK) up
 	@$(IN_STACK) python scripts/run.py
 
 test: setup  ## Set up and run the whole suite: ruff, mypy, pytest

