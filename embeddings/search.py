@@ -128,7 +128,9 @@ def _item_examples(
     }
 
 
-def _trends(*, project_id: int, trend: TrendRequest | None, neighbours: Neighbours) -> Any:
+def _trends(
+    *, project_id: int, trend: TrendRequest | None, neighbours: Neighbours
+) -> ItemTrends | None:
     if trend is None:
         return None
     end = datetime.now(UTC)
