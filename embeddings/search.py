@@ -134,7 +134,9 @@ def _not_embedded_yet(what: str, examples: Sequence[tuple[str, str]]) -> Refusal
     )
 
 
-def _trends(*, project_id: int, trend: TrendRequest | None, neighbours: Neighbours) -> Any:
+def _trends(
+    *, project_id: int, trend: TrendRequest | None, neighbours: Neighbours
+) -> ItemTrends | None:
     if trend is None:
         return None
     end = datetime.now(UTC)

@@ -1,8 +1,8 @@
 """The demo metrics: realistic, deterministic series that `seed_demo`, tests and benchmarks share.
 
 Web traffic, latency, hosts and a shop's products, with daily and weekly seasonality,
-noise, a few incidents and some points written late, all stored through the same
-`ingest_points` service as real events. Every value is a function of its series and
+noise, a few incidents and some points written late (`seed_demo` stores them through
+the same `ingest_points` service as real events). Every value is a function of its series and
 its timestamp only (one seeded `random.Random` per time step), so a later run writes
 the same points for the same times, and the unique index skips them.
 """

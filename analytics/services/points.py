@@ -131,6 +131,14 @@ def _remember_after_commit(project_id: int, ids: dict[SeriesKey, int]) -> None:
     transaction.on_commit(lambda: series_cache.put_many(project_id, ids))
 
 
+@dataclass(frozen=True)
+class ResolvedSeries:
+    """The series ids of a batch's keys, and the new keys refused over the project's limit."""
+
+    ids: dict[SeriesKey, int]
+    refused: frozenset[SeriesKey] = frozenset()
+
+
 def resolve_series(
     cursor: psycopg.Cursor[Any],
     *,
@@ -138,7 +146,7 @@ def resolve_series(
     keys: set[SeriesKey],
     series_limit: int,
     refuse_over_limit: bool,
-) -> tuple[dict[SeriesKey, int], frozenset[SeriesKey]]:
+) -> ResolvedSeries:
     """Return ids for `keys`, creating missing series within the project's limit.
 
     New series beyond the limit raise SeriesLimitExceeded, or, with
@@ -148,13 +156,13 @@ def resolve_series(
     ids = series_cache.get_many(project_id, keys)
     missing = [key for key in keys if key not in ids]
     if not missing:
-        return ids, frozenset()
+        return ResolvedSeries(ids)
     found = _select_series(cursor, project_id, missing)
     ids.update(found)
     missing = [key for key in missing if key not in found]
     if not missing:
         _remember_after_commit(project_id, found)
-        return ids, frozenset()
+        return ResolvedSeries(ids)
     # Creating series is rare; serialise it per project so the limit holds under
     # concurrent batches (the lock ends with the transaction).
     advisory_xact_lock(cursor, "series-create", project_id)
@@ -181,7 +189,7 @@ def resolve_series(
         ids.update(created)
         found.update(created)
     _remember_after_commit(project_id, found)
-    return ids, refused
+    return ResolvedSeries(ids, refused)
 
 
 _STAGING_DDL = """
@@ -253,7 +261,7 @@ def ingest_points(
         connection.ensure_connection()
         raw: psycopg.Connection[Any] = connection.connection
         with raw.cursor() as cursor:
-            ids, refused = resolve_series(
+            resolved = resolve_series(
                 cursor,
                 project_id=project_id,
                 keys={point.series for point in points},
@@ -263,7 +271,7 @@ def ingest_points(
             direct: list[tuple[datetime, int, float, str | None]] = []
             staged: list[tuple[datetime, int, float, str | None]] = []
             for point in points:
-                series_id = ids.get(point.series)
+                series_id = resolved.ids.get(point.series)
                 if series_id is None:
                     continue
                 row = (point.time, series_id, point.value, point.event_id)
@@ -274,7 +282,7 @@ def ingest_points(
     result = IngestResult(
         accepted=len(direct) + inserted,
         duplicates=len(staged) - inserted,
-        refused_series=refused,
+        refused_series=resolved.refused,
     )
     logger.info(
         "ingested project=%s points=%d accepted=%d duplicates=%d refused_series=%d in %.1f ms",
@@ -282,7 +290,7 @@ def ingest_points(
         len(points),
         result.accepted,
         result.duplicates,
-        len(refused),
+        len(resolved.refused),
         (time.perf_counter() - started) * 1000,
     )
     return result

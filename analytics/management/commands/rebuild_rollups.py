@@ -15,7 +15,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.stderr.write("rebuilding rollups; this reads every stored point once...")
-        before, after, refresh = rebuild_rollups()
+        result = rebuild_rollups()
         self.stdout.write(
-            f"rollups rebuilt: {before} -> {after}, filled in {refresh.seconds:.1f} s"
+            f"rollups rebuilt: {result.before} -> {result.after}, "
+            f"filled in {result.refresh.seconds:.1f} s"
         )
