@@ -13,9 +13,13 @@ materializes its own rollup tables from the log:
    each slice in one transaction.
 
 Readers treat claimed pairs as pending until their slice commits, so every committed
-state is correct. A session advisory lock lets only one refresh run at a time; a
-second one returns at once, and one killed midway leaves its claimed pairs for the
-next run.
+state is correct. Each of those transactions holds a transaction-level advisory lock
+(never a session one: through PgBouncer in transaction mode a session lock would stay
+behind on whichever server connection took it), so claims and slices never overlap: a
+claim that finds the lock taken returns at once, a slice waits for it, and one killed
+midway leaves its claimed pairs for the next run. A second refresh that claims between
+the first one's slices is harmless: each slice recomputes, under the lock, every pair
+claimed in its range so far, whoever claimed it.
 """
 
 import logging
@@ -77,8 +81,12 @@ def installed_rollup_edition(
     return edition
 
 
-def _claim(cursor: Any) -> None:
+def _claim(cursor: Any) -> bool:
+    """Move the logged pairs to rollup_refreshing; False when another refresh is claiming."""
     with transaction.atomic():
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_REFRESH_LOCK])
+        if not cursor.fetchone()[0]:
+            return False
         # Waits for every transaction that logged pairs (they hold ROW EXCLUSIVE until
         # they end), so all points behind the claimed pairs are committed.
         cursor.execute("LOCK TABLE rollup_invalidation IN SHARE ROW EXCLUSIVE MODE")
@@ -90,6 +98,16 @@ def _claim(cursor: Any) -> None:
         # behind would slow every reader's pending lookup until autovacuum came by. No
         # writer can add rows meanwhile (the lock above), and readers wait for the commit.
         cursor.execute("TRUNCATE rollup_invalidation")
+    return True
+
+
+def _forget_dead_claims(cursor: Any) -> None:
+    """Drop the dead rows the slices left in rollup_refreshing, unless a claim added live ones."""
+    with transaction.atomic():
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_REFRESH_LOCK])
+        cursor.execute("SELECT EXISTS (SELECT 1 FROM rollup_refreshing)")
+        if not cursor.fetchone()[0]:
+            cursor.execute("TRUNCATE rollup_refreshing")
 
 
 @dataclass(frozen=True)
@@ -257,6 +275,7 @@ def _slices(cursor: Any) -> list[tuple[Any, Any]]:
 def _process_slice(cursor: Any, lo: Any, hi: Any) -> int:
     """Recompute the claimed pairs in [lo, hi) in all tiers; return how many there were."""
     with transaction.atomic():
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_REFRESH_LOCK])
         cursor.execute(
             "CREATE TEMP TABLE pairs_1m ON COMMIT DROP AS SELECT DISTINCT series_id, bucket"
             " FROM rollup_refreshing WHERE bucket >= %s AND bucket < %s",
@@ -282,8 +301,8 @@ def _process_slice(cursor: Any, lo: Any, hi: Any) -> int:
                 cursor.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(pairs)))
                 previous = pairs
             _recompute_level(cursor, level, previous)
-        # Only a refresh (holding the refresh lock) adds rows here: every row in the
-        # range belongs to this slice.
+        # Only a claim adds rows here, and claims wait for the lock this slice holds:
+        # every row in the range was recomputed above.
         cursor.execute("DELETE FROM rollup_refreshing WHERE bucket >= %s AND bucket < %s", [lo, hi])
         # ON COMMIT DROP does not fire when this runs inside an outer transaction.
         cursor.execute("DROP TABLE pairs_1m, pairs_1h, pairs_1d")
@@ -309,38 +328,43 @@ def _refresh_continuous_aggregates(cursor: Any) -> int:
     days = cursor.fetchall()
     one_day = timedelta(days=1)
     for lo, hi in _dense_ranges([(day, day, day) for day, _ in days], one_day, one_day):
+        # The claims committed so far: their points are all in, so the CALLs below
+        # materialize them. A claim made meanwhile (by another refresh) stays pending.
+        cursor.execute(
+            "SELECT coalesce(array_agg(DISTINCT xmin::text), '{}') FROM rollup_refreshing"
+            " WHERE bucket >= %s AND bucket < %s",
+            [lo, hi],
+        )
+        claims = cursor.fetchone()[0]
         # Each CALL commits on its own (it cannot run inside a transaction block).
         for tier, _ in TIERS:
             cursor.execute(
                 "CALL refresh_continuous_aggregate(%s, %s::timestamptz, %s::timestamptz)",
                 [f"rollup_{tier}", lo, hi],
             )
-        # Only a refresh (holding the refresh lock) adds rows here, so every row in the
-        # range was claimed before the CALLs above and is now materialized.
-        cursor.execute("DELETE FROM rollup_refreshing WHERE bucket >= %s AND bucket < %s", [lo, hi])
-    cursor.execute("TRUNCATE rollup_refreshing")
+        cursor.execute(
+            "DELETE FROM rollup_refreshing WHERE bucket >= %s AND bucket < %s"
+            " AND xmin::text = ANY(%s)",
+            [lo, hi, claims],
+        )
+    _forget_dead_claims(cursor)
     return sum(int(count) for _, count in days)
 
 
 def _refresh_pending(edition: Edition) -> tuple[bool, int]:
     """Claim the invalidation log and bring every tier up to date for it."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [_REFRESH_LOCK])
-        if not cursor.fetchone()[0]:
+        if not _claim(cursor):
             return False, 0
-        try:
-            _claim(cursor)
-            if edition == "timescale":
-                return True, _refresh_continuous_aggregates(cursor)
-            total = 0
-            for lo, hi in _slices(cursor):
-                total += _process_slice(cursor, lo, hi)
-                logger.info("rollup refresh: %d pairs recomputed so far", total)
-            # Every claimed pair is done: drop the dead rows the slices left behind.
-            cursor.execute("TRUNCATE rollup_refreshing")
-            return True, total
-        finally:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [_REFRESH_LOCK])
+        if edition == "timescale":
+            return True, _refresh_continuous_aggregates(cursor)
+        total = 0
+        for lo, hi in _slices(cursor):
+            total += _process_slice(cursor, lo, hi)
+            logger.info("rollup refresh: %d pairs recomputed so far", total)
+        # Every claimed pair is done: drop the dead rows the slices left behind.
+        _forget_dead_claims(cursor)
+        return True, total
 
 
 def _refresh_timescale_everything() -> None:
