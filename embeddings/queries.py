@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 import orjson
-from django.db import connection, transaction
+from django.db import transaction
 from pgvector import Vector
 from psycopg import sql
 
+from analytics.db.replicas import read_connection
 from embeddings.validation import AttributeFilter
 
 # ef_search: the candidate list of an HNSW scan. pgvector's default 40 gives recall@10
@@ -77,7 +78,7 @@ class Neighbours:
 
 def item_detail(*, project_id: int, external_id: str, model: str) -> ItemDetail | None:
     """Return one item of the project, or None."""
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(
             """SELECT external_id, title, text, attributes::text, content_hash,
                       embedding IS NOT NULL, embedded_hash = content_hash AND embedding_model = %s,
@@ -124,7 +125,7 @@ def item_summaries(*, project_id: int, search: str, limit: int, model: str) -> l
            ORDER BY title ILIKE %s DESC, title, external_id
            LIMIT %s"""
     ).format(conditions=sql.SQL(" AND ").join(conditions))
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(query, [*params, prefix, min(limit, LIST_LIMIT_MAX)])
         return [
             ItemSummary(external_id, title, orjson.loads(attributes), embedded)
@@ -138,7 +139,7 @@ def example_vectors(
     """Return the project's items among `external_ids` with their current vectors, in one query."""
     if not external_ids:
         return {}
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(
             """SELECT external_id,
                       CASE WHEN embedding_model = %s THEN embedding::text END
@@ -225,7 +226,8 @@ def nearest_items(
     }
     matching = sql.SQL(_MATCHING).format(filters=_filters(where, params))
     nearest = sql.SQL(_NEAREST).format(matching=matching)
-    with transaction.atomic(), connection.cursor() as cursor:
+    database = read_connection()
+    with transaction.atomic(using=database.alias), database.cursor() as cursor:
         # relaxed_order: the scan keeps going until enough rows pass the filters; the
         # outer ORDER BY restores exact order among them. SET LOCAL ends with the
         # transaction.

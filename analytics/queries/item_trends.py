@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection
 from psycopg import sql
 
+from analytics.db.replicas import read_connection
 from analytics.queries.series import (
     Parts,
     agg_value,
@@ -79,7 +79,7 @@ def item_trends(
     empty = ItemTrends(metric, agg, width, lo, hi, times, {})
     if not items:
         return empty
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(
             """SELECT id, item FROM analytics_series
                WHERE project_id = %s AND metric = %s AND item = ANY(%s)""",
