@@ -72,6 +72,11 @@ def lsn_to_int(lsn: str) -> int:
     return (int(high, 16) << 32) + int(low, 16)
 
 
+def int_to_lsn(value: int) -> str:
+    """Return the PostgreSQL spelling of an LSN held as an integer."""
+    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
+
+
 def _lsn_key(value: int) -> str:
     # Fixed-width hex compares as text in Redis's Lua exactly as the numbers compare.
     return f"{value:016x}"
@@ -105,9 +110,13 @@ class ReplicaStatus:
 _down_until: dict[str, float] = {}
 
 
-def replica_status(alias: str) -> ReplicaStatus:
-    """Ask the replica `alias` how far it has replayed and how far behind it is."""
-    if _down_until.get(alias, 0.0) > time.monotonic():
+def replica_status(alias: str, *, fresh: bool = False) -> ReplicaStatus:
+    """Ask the replica `alias` how far it has replayed and how far behind it is.
+
+    A replica that did not answer within `RETRY_DOWN_S` is not asked again (so a dead
+    host costs a request nothing) unless `fresh`.
+    """
+    if not fresh and _down_until.get(alias, 0.0) > time.monotonic():
         return ReplicaStatus(alias, None, None, "did not answer recently")
     database: BaseDatabaseWrapper = connections[alias]
     try:
@@ -129,6 +138,22 @@ def replica_status(alias: str) -> ReplicaStatus:
         lsn_to_int(replay_lsn) if replay_lsn else None,
         float(lag) if lag is not None else None,
     )
+
+
+def replica_report() -> dict[str, dict[str, Any]]:
+    """Return, per replica, where it is, how far behind, and whether reads use it now."""
+    report: dict[str, dict[str, Any]] = {}
+    for alias in replica_aliases():
+        database = settings.DATABASES[alias]
+        status = replica_status(alias, fresh=True)
+        report[alias] = {
+            "host": f"{database.get('HOST')}:{database.get('PORT')}",
+            "lag_seconds": None if status.lag_seconds is None else round(status.lag_seconds, 3),
+            "replay_lsn": None if status.replay_lsn is None else int_to_lsn(status.replay_lsn),
+            "in_use": status.usable,
+            **({"error": status.error} if status.error else {}),
+        }
+    return report
 
 
 # --- read-your-writes ------------------------------------------------------------------
