@@ -119,6 +119,9 @@ def replica_status(alias: str, *, fresh: bool = False) -> ReplicaStatus:
     if not fresh and _down_until.get(alias, 0.0) > time.monotonic():
         return ReplicaStatus(alias, None, None, "did not answer recently")
     database: BaseDatabaseWrapper = connections[alias]
+    if database.settings_dict is connections[PRIMARY].settings_dict:
+        # Django's test runner made it a mirror of the primary (TEST["MIRROR"]).
+        return ReplicaStatus(alias, None, None, "a test mirror of the primary")
     try:
         with database.cursor() as cursor:
             cursor.execute(_STATUS_SQL)
