@@ -511,6 +511,9 @@ class PrivateStack:
                     # sends none with DATABASE_PGBOUNCER=1 (jit=off is the server's).
                     "ignore_startup_parameters = extra_float_digits",
                     "server_login_retry = 1",
+                    # A primary that is down must fail a request quickly (503), as a
+                    # direct connection does after DATABASE_CONNECT_TIMEOUT.
+                    f"query_wait_timeout = {CONNECT_TIMEOUT_S + 1}",
                     "",
                 ]
             )
