@@ -298,7 +298,7 @@ start_pgbouncer() {
     printf '%s\n' "[databases]" "* = host=127.0.0.1 port=$PG_PORT" "[pgbouncer]" \
         "listen_addr = 127.0.0.1" "listen_port = $PGBOUNCER_PORT" "unix_socket_dir =" \
         "auth_type = plain" "auth_file = $dir/users.txt" "pool_mode = transaction" \
-        "max_client_conn = 500" "default_pool_size = 20" \
+        "max_client_conn = 500" "default_pool_size = 20" "query_wait_timeout = 5" \
         "logfile = $dir/pgbouncer.log" "pidfile = $dir/pgbouncer.pid" >"$dir/pgbouncer.ini"
     chmod 600 "$dir/users.txt"
     if is_root; then chown -R postgres:postgres "$dir"; fi
