@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 
+from analytics.db.replicas import replica_report
 from analytics.queries.rollups import rollup_status
 from analytics.redis_client import redis_client
 from analytics.timescale import timescaledb_edition
@@ -119,8 +120,13 @@ def _check_rollups(edition: str | None) -> Check:
     return Check(True, detail)
 
 
+def _check_replicas() -> Check:
+    """Report each replica's lag and whether it serves reads; never fails (the primary answers)."""
+    return Check(True, {"replicas": replica_report()})
+
+
 def platform_health() -> HealthReport:
-    """Check PostgreSQL, its extensions, Redis and the Celery workers."""
+    """Check PostgreSQL, its extensions, Redis, the Celery workers, and any read replicas."""
     postgres, extensions = _check_postgres()
     redis_check = _check_redis()
     checks = {
@@ -130,5 +136,7 @@ def platform_health() -> HealthReport:
         "redis": redis_check,
         "celery": _check_celery(redis_check.ok),
     }
+    if settings.DATABASE_REPLICA_URLS:
+        checks["replicas"] = _check_replicas()
     failing = [name for name, check in checks.items() if not check.ok]
     return HealthReport(ok=not failing, failing=failing, checks=checks)

@@ -12,10 +12,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import Count, QuerySet
 from django.http import QueryDict
 
+from analytics.db.replicas import read_connection
 from analytics.queries.series import (
     SeriesQuery,
     SeriesResult,
@@ -206,7 +206,7 @@ def _recording_sql(statements: list[str]) -> Iterator[None]:
         )
         return execute(sql, params, many, context)
 
-    with connection.execute_wrapper(record):
+    with read_connection().execute_wrapper(record):
         yield
 
 

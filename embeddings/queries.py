@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 import orjson
-from django.db import connection, transaction
+from django.db import transaction
 from pgvector import Vector
 from psycopg import sql
 
+from analytics.db.replicas import read_connection
 from analytics.queries.like import contains_pattern, prefix_pattern
 from embeddings.currency import EmbeddingState, embedding_state_sql, needs_embedding_sql
 from embeddings.validation import AttributeFilter
@@ -79,7 +80,7 @@ class Neighbours:
 
 def item_detail(*, project_id: int, external_id: str, model: str) -> ItemDetail | None:
     """Return one item of the project, or None."""
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(
             f"""SELECT external_id, title, text, attributes::text, content_hash,
                        {embedding_state_sql(model="%s")},
@@ -128,7 +129,7 @@ def item_summaries(*, project_id: int, search: str, limit: int, model: str) -> l
         needs_embedding=sql.SQL(needs_embedding_sql(model="%s")),
         conditions=sql.SQL(" AND ").join(conditions),
     )
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(query, [*params, prefix, min(limit, LIST_LIMIT_MAX)])
         return [
             ItemSummary(external_id, title, orjson.loads(attributes), embedded)
@@ -142,7 +143,7 @@ def example_vectors(
     """Return the project's items among `external_ids` with their current vectors, in one query."""
     if not external_ids:
         return {}
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(
             """SELECT external_id,
                       CASE WHEN embedding_model = %s THEN embedding::text END
@@ -229,7 +230,8 @@ def nearest_items(
     }
     matching = sql.SQL(_MATCHING).format(filters=_filters(where, params))
     nearest = sql.SQL(_NEAREST).format(matching=matching)
-    with transaction.atomic(), connection.cursor() as cursor:
+    database = read_connection()
+    with transaction.atomic(using=database.alias), database.cursor() as cursor:
         # relaxed_order: the scan keeps going until enough rows pass the filters; the
         # outer ORDER BY restores exact order among them. SET LOCAL ends with the
         # transaction.

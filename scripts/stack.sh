@@ -10,6 +10,10 @@
 #   scripts/stack.sh env      print the environment that points Django and Celery at them
 #   scripts/stack.sh exec CMD run CMD inside that environment
 #
+# STACK_REPLICAS=N also starts N streaming replicas (pg_basebackup -R) on the ports after
+# PostgreSQL's, and STACK_PGBOUNCER=1 a PgBouncer in transaction mode in front of the
+# primary on the port after those; `env` then points the app at them.
+#
 # Every step is idempotent: a second run skips what is already there. Nothing here
 # touches the machine's own PostgreSQL cluster or Redis service; ours live under
 # .stack/ on their own ports.
@@ -25,6 +29,12 @@ PG_DIR="$STACK_DIR/postgres"
 PG_DATA="$PG_DIR/data"
 PG_RUN="$PG_DIR/run"
 REDIS_DIR="$STACK_DIR/redis"
+REPLICAS="${STACK_REPLICAS:-0}"
+PGBOUNCER="${STACK_PGBOUNCER:-0}"
+# Replicas and PgBouncer take the ports after the primary's, so every checkout that
+# sets its own STACK_PG_PORT keeps them apart.
+replica_port() { echo $((PG_PORT + $1)); }
+PGBOUNCER_PORT="${STACK_PGBOUNCER_PORT:-$((PG_PORT + REPLICAS + 1))}"
 VENV="$ROOT/.venv"
 PYTHON="${PYTHON:-python3.11}"
 DB_NAME="analytics"
@@ -34,6 +44,8 @@ APT_PACKAGES=(
     redis-server build-essential cmake dpkg-dev libssl-dev libkrb5-dev
     # The browser tests drive Debian's Chromium; no tool downloads a browser of its own.
     chromium
+    # The connection pooler of STACK_PGBOUNCER=1 and of the replica tests.
+    pgbouncer
 )
 # Debian 13 ships pgvector and the Apache-2 TimescaleDB as source packages that build
 # against Debian 12's server headers; Debian 12 itself has neither.
@@ -255,6 +267,71 @@ start_redis() {
     die "Redis did not start; see ${REDIS_DIR#"$ROOT"/}/redis.log"
 }
 
+replica_dir() { echo "$PG_DIR/replica$1"; }
+replica_running() {
+    local data
+    data="$(replica_dir "$1")/data"
+    [ -f "$data/postmaster.pid" ] && as_pg "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1
+}
+
+start_replicas() {
+    local n dir port
+    for n in $(seq 1 "$REPLICAS"); do
+        dir="$(replica_dir "$n")"
+        port="$(replica_port "$n")"
+        replica_running "$n" && continue
+        if [ ! -f "$dir/data/PG_VERSION" ]; then
+            ! port_in_use "$port" || die "port $port (replica $n) is taken by another process"
+            say "cloning replica $n with pg_basebackup -R (port $port)"
+            mkdir -p "$dir/run"
+            if is_root; then chown -R postgres:postgres "$dir"; fi
+            as_pg "$PG_BIN/pg_basebackup" -D "$dir/data" -R -X stream -c fast \
+                -h "$PG_RUN" -p "$PG_PORT" -U postgres >/dev/null ||
+                die "pg_basebackup of replica $n failed"
+            # The primary's settings came along; only the port and socket differ.
+            printf "\n# --- replica %s of the local stack ---\nport = %s\nunix_socket_directories = '%s'\nhot_standby = on\n" \
+                "$n" "$port" "$dir/run" | as_pg tee -a "$dir/data/postgresql.conf" >/dev/null
+        fi
+        as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null ||
+            die "replica $n did not start; see $dir/server.log"
+    done
+}
+
+pgbouncer_running() {
+    local pid="$PG_DIR/pgbouncer/pgbouncer.pid"
+    [ -f "$pid" ] && kill -0 "$(cat "$pid")" 2>/dev/null
+}
+
+start_pgbouncer() {
+    [ "$PGBOUNCER" = "1" ] || return 0
+    pgbouncer_running && return 0
+    local dir="$PG_DIR/pgbouncer"
+    command -v pgbouncer >/dev/null || die "pgbouncer is not installed (run: scripts/stack.sh setup)"
+    ! port_in_use "$PGBOUNCER_PORT" || die "port $PGBOUNCER_PORT (PgBouncer) is taken by another process"
+    mkdir -p "$dir"
+    printf '"%s" "%s"\n' "$DB_USER" "$(db_password)" >"$dir/users.txt"
+    printf '%s\n' "[databases]" "* = host=127.0.0.1 port=$PG_PORT" "[pgbouncer]" \
+        "listen_addr = 127.0.0.1" "listen_port = $PGBOUNCER_PORT" "unix_socket_dir =" \
+        "auth_type = plain" "auth_file = $dir/users.txt" "pool_mode = transaction" \
+        "max_client_conn = 500" "default_pool_size = 20" "query_wait_timeout = 5" \
+        "logfile = $dir/pgbouncer.log" "pidfile = $dir/pgbouncer.pid" >"$dir/pgbouncer.ini"
+    chmod 600 "$dir/users.txt"
+    if is_root; then chown -R postgres:postgres "$dir"; fi
+    as_pg pgbouncer -d "$dir/pgbouncer.ini" || die "PgBouncer did not start; see $dir/pgbouncer.log"
+}
+
+stop_pgbouncer() {
+    if pgbouncer_running; then kill "$(cat "$PG_DIR/pgbouncer/pgbouncer.pid")"; fi
+}
+
+replica_lag() {
+    as_pg "$PG_BIN/psql" -h "$(replica_dir "$1")/run" -p "$(replica_port "$1")" -U postgres \
+        -d postgres -qAt -c "SELECT CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()
+            THEN 'lag 0 s (caught up)' ELSE format('lag %s s', round(extract(epoch FROM
+            now() - pg_last_xact_replay_timestamp())::numeric, 1)) END
+            || ', replayed ' || pg_last_wal_replay_lsn()" 2>/dev/null || echo "not answering"
+}
+
 cmd_start() {
     [ -x "$PG_BIN/postgres" ] || die "PostgreSQL $PG_MAJOR is not installed (run: scripts/stack.sh setup)"
     command -v redis-server >/dev/null || die "redis-server is not installed (run: scripts/stack.sh setup)"
@@ -263,10 +340,19 @@ cmd_start() {
     redis_running || ! port_in_use "$REDIS_PORT" || die "port $REDIS_PORT is taken by another process (set STACK_REDIS_PORT)"
     init_cluster
     start_postgres
+    start_replicas
+    start_pgbouncer
     start_redis
 }
 
 cmd_stop() {
+    stop_pgbouncer
+    local data
+    for data in "$PG_DIR"/replica*/data; do
+        if [ -f "$data/postmaster.pid" ]; then
+            as_pg "$PG_BIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null
+        fi
+    done
     if pg_running; then as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null; fi
     if redis_running; then
         kill "$(cat "$REDIS_DIR/redis.pid")"
@@ -280,11 +366,31 @@ cmd_status() {
     else echo "postgres: stopped"; fi
     if redis_running; then echo "redis:    running on 127.0.0.1:$REDIS_PORT"
     else echo "redis:    stopped"; fi
+    local n
+    for n in $(seq 1 "$REPLICAS"); do
+        if replica_running "$n"; then
+            echo "replica$n: running on 127.0.0.1:$(replica_port "$n"), $(replica_lag "$n")"
+        else echo "replica$n: stopped"; fi
+    done
+    if [ "$PGBOUNCER" = "1" ]; then
+        if pgbouncer_running; then echo "pgbouncer: running on 127.0.0.1:$PGBOUNCER_PORT (transaction mode)"
+        else echo "pgbouncer: stopped"; fi
+    fi
 }
 
 cmd_env() {
+    local password replicas="" n db_port="$PG_PORT"
+    password="$(db_password)"
+    for n in $(seq 1 "$REPLICAS"); do
+        replicas="$replicas${replicas:+,}postgres://$DB_USER:$password@127.0.0.1:$(replica_port "$n")/$DB_NAME"
+    done
+    if [ "$REPLICAS" != "0" ]; then echo "export DATABASE_REPLICA_URLS=$replicas"; fi
+    if [ "$PGBOUNCER" = "1" ]; then
+        db_port="$PGBOUNCER_PORT"
+        echo "export DATABASE_PGBOUNCER=1"
+    fi
     cat <<EOF
-export DATABASE_URL=postgres://$DB_USER:$(db_password)@127.0.0.1:$PG_PORT/$DB_NAME
+export DATABASE_URL=postgres://$DB_USER:$password@127.0.0.1:$db_port/$DB_NAME
 export CELERY_BROKER_URL=redis://127.0.0.1:$REDIS_PORT/0
 export REDIS_URL=redis://127.0.0.1:$REDIS_PORT/1
 export STACK_PG_BIN=$PG_BIN

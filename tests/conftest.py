@@ -16,6 +16,22 @@ from tests.helpers import celery_worker_argv, running_celery_worker, worker_envi
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    """With replicas configured (STACK_REPLICAS), in-process tests still use one database.
+
+    Each replica alias shares the primary's settings, so it names the test database and
+    the routing code sees a test mirror and reads from the primary; replicas themselves
+    are tested over HTTP (tests/reliability/test_replicas.py).
+    """
+    from django.db import connections
+
+    from analytics.db.replicas import replica_aliases
+
+    for alias in replica_aliases():
+        connections[alias].settings_dict = connections["default"].settings_dict
+
+
 @pytest.fixture(autouse=True)
 def _fresh_series_cache() -> None:
     """Start every test with an empty series cache: ids of flushed tables must not leak."""

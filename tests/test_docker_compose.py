@@ -18,10 +18,21 @@ def compose() -> dict[str, Any]:
 
 
 def test_services_and_images(compose):
-    """The stack has db (timescaledb-ha), redis, web, worker, beat and a gpu-worker."""
+    """The stack has db and db-replica (timescaledb-ha), pgbouncer, redis, web, worker, beat, gpu-worker."""
     services = compose["services"]
-    assert set(services) == {"db", "redis", "web", "worker", "beat", "gpu-worker"}
+    assert set(services) == {
+        "db",
+        "db-replica",
+        "pgbouncer",
+        "redis",
+        "web",
+        "worker",
+        "beat",
+        "gpu-worker",
+    }
     assert services["db"]["image"].startswith("timescale/timescaledb-ha:")
+    assert services["db-replica"]["image"] == services["db"]["image"]
+    assert services["pgbouncer"]["image"].startswith("edoburu/pgbouncer:")
     assert services["redis"]["image"].startswith("redis:")
     for name in APP_SERVICES:
         assert services[name]["image"] == "analytics-platform:latest"
@@ -60,5 +71,34 @@ def test_every_variable_set_is_one_the_settings_read(compose):
         assert not unknown, f"{name} sets variables the settings never read: {unknown}"
         assert env["DJANGO_SETTINGS_MODULE"] == "analytics.settings.production"
         assert env["DATABASE_URL"].startswith("postgres://analytics:")
-        assert "@db:5432/analytics" in env["DATABASE_URL"]
+        assert "@pgbouncer:5432/analytics" in env["DATABASE_URL"]
+        assert env["DATABASE_PGBOUNCER"] == "1"
+        assert "@db-replica:5432/analytics" in env["DATABASE_REPLICA_URLS"]
         assert env["CELERY_BROKER_URL"].startswith("redis://redis:6379/")
+
+
+def test_replica_streams_from_db_and_pgbouncer_pools_transactions(compose):
+    """db-replica is a pg_basebackup -R clone of db; PgBouncer pools db in transaction mode."""
+    services = compose["services"]
+    replica = services["db-replica"]
+    script = replica["command"][0]
+    assert "pg_basebackup -h db" in script
+    assert " -R " in script
+    assert "hot_standby=on" in script
+    assert replica["depends_on"]["db"]["condition"] == "service_healthy"
+    allow = compose["configs"]["allow-replication"]["content"]
+    assert "host replication" in allow
+    bouncer = services["pgbouncer"]["environment"]
+    assert bouncer["POOL_MODE"] == "transaction"
+    assert bouncer["DB_HOST"] == "db"
+    # Startup options do not pass PgBouncer: the servers turn JIT off themselves.
+    assert "jit=off" in services["db"]["command"]
+    assert "jit=off" in script
+
+
+def test_migrations_connect_directly_to_db(compose):
+    """web migrates over a direct connection to db, not through PgBouncer."""
+    command = compose["services"]["web"]["command"]
+    migrate = command[: command.index("manage.py migrate")]
+    assert "@db:5432/analytics" in migrate
+    assert "DATABASE_PGBOUNCER=0" in migrate

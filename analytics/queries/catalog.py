@@ -2,8 +2,7 @@
 
 from dataclasses import dataclass
 
-from django.db import connection
-
+from analytics.db.replicas import read_connection
 from analytics.models import Series
 from analytics.queries.like import contains_pattern
 
@@ -16,7 +15,7 @@ class CatalogEntry:
 
 def metric_names(*, project_id: int, search: str = "", limit: int = 100) -> list[CatalogEntry]:
     """Return the project's metrics (containing `search`), each with its series count."""
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(
             """SELECT metric, count(*) FROM analytics_series
                WHERE project_id = %s AND metric ILIKE %s
@@ -28,7 +27,7 @@ def metric_names(*, project_id: int, search: str = "", limit: int = 100) -> list
 
 def tag_keys(*, project_id: int, metric: str) -> list[CatalogEntry]:
     """Return the tag keys used by `metric`'s series, each with how many series carry it."""
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(
             """SELECT key, count(*) FROM analytics_series, jsonb_object_keys(tags) AS key
                WHERE project_id = %s AND metric = %s GROUP BY key ORDER BY key""",
@@ -41,7 +40,7 @@ def tag_values(
     *, project_id: int, metric: str, key: str, search: str = "", limit: int = 100
 ) -> list[CatalogEntry]:
     """Return the values of tag `key` on `metric` (containing `search`), with series counts."""
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(
             """SELECT tags ->> %s AS value, count(*) FROM analytics_series
                WHERE project_id = %s AND metric = %s AND tags ? %s AND tags ->> %s ILIKE %s

@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import connection
-
+from analytics.db.replicas import read_connection
 from analytics.queries.series import (
     Parts,
     agg_value,
@@ -62,7 +61,7 @@ def item_trends(
     empty = ItemTrends(metric, agg, width, lo, hi, times, {})
     if not items:
         return empty
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(
             """SELECT id, item FROM analytics_series
                WHERE project_id = %s AND metric = %s AND item = ANY(%s)""",

@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
-from django.db import connection
 from psycopg import sql
 
+from analytics.db.replicas import read_connection
 from analytics.queries.tiers import TIER_WIDTHS, pending_minutes, tier_relation
 
 Agg = Literal["avg", "sum", "count", "min", "max"]
@@ -156,7 +156,7 @@ def matching_series(
     query = sql.SQL("SELECT id, tags::text FROM analytics_series WHERE {} ORDER BY id").format(
         sql.SQL(" AND ").join(conditions)
     )
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(query, params)
         return [(series_id, orjson.loads(tags)) for series_id, tags in cursor.fetchall()]
 
@@ -308,7 +308,7 @@ def series_buckets(
         width=width,
         raw=raw,
     )
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         rows = scope.rows(cursor, lo, hi)
         top = _rank(rows, query.agg, query.limit) if query.group_by else [""]
         groups_total = len({row[1] for row in rows})

@@ -1,11 +1,12 @@
 """Settings shared by every environment; values that differ between machines come from `environment`."""
 
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 import django_stubs_ext
 
-from analytics.settings.environment import env_int, env_list, env_str
+from analytics.settings.environment import env_bool, env_int, env_list, env_str
 
 # Lets admin and form classes be subscripted for type checking (ModelAdmin[Project]).
 django_stubs_ext.monkeypatch()
@@ -45,6 +46,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "analytics.middleware.PlatformMetricsMiddleware",
     "analytics.middleware.RefusalMiddleware",
+    # Innermost, so that it sees the resolved view and the project the view noted.
+    "analytics.db.middleware.ReplicaRoutingMiddleware",
 ]
 
 ROOT_URLCONF = "analytics.urls"
@@ -68,20 +71,51 @@ TEMPLATES = [
 
 # --- PostgreSQL (TimescaleDB + pgvector) ---------------------------------------------
 
-DATABASES = {
-    "default": dj_database_url.parse(
-        env_str("DATABASE_URL", "postgres://analytics@127.0.0.1:5432/analytics"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
-        conn_health_checks=True,
+# Through PgBouncer in transaction mode nothing of a session outlives its transaction,
+# so server-side cursors (named, open across statements) and prepared statements (kept
+# per server connection) are off, and startup options are not sent (PgBouncer refuses
+# them): jit=off is then the server's own setting (docker-compose.yml, scripts/stack.sh).
+DATABASE_PGBOUNCER = env_bool("DATABASE_PGBOUNCER")
+DATABASE_REPLICA_URLS = env_list("DATABASE_REPLICA_URLS")
+# Readers other than the writing project see data at most this old (analytics.db.replicas).
+DATABASE_REPLICA_MAX_LAG_S = env_int("DATABASE_REPLICA_MAX_LAG_S", 5)
+# Longer than the lag limit: once a project's write position expires, any replica within
+# the limit has replayed it.
+DATABASE_REPLICA_STICKY_S = max(
+    env_int("DATABASE_REPLICA_STICKY_S", 30), 2 * DATABASE_REPLICA_MAX_LAG_S + 1
+)
+
+
+def _database(url: str) -> dict[str, Any]:
+    config: dict[str, Any] = dict(
+        dj_database_url.parse(
+            url,
+            conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+            conn_health_checks=True,
+        )
     )
+    # A database that does not answer must fail a request quickly (503), not hang it.
+    options: dict[str, Any] = {"connect_timeout": env_int("DATABASE_CONNECT_TIMEOUT", 3)}
+    if DATABASE_PGBOUNCER:
+        options["prepare_threshold"] = None
+        config["DISABLE_SERVER_SIDE_CURSORS"] = True
+    else:
+        # JIT compilation costs hundreds of milliseconds on the large aggregates of
+        # rollup refreshes and long-range series reads and never pays back on queries
+        # this short.
+        options["options"] = "-c jit=off"
+    config["OPTIONS"] = options
+    return config
+
+
+DATABASES = {
+    "default": _database(env_str("DATABASE_URL", "postgres://analytics@127.0.0.1:5432/analytics"))
 }
-# A database that does not answer must fail a request quickly (503), not hang it.
-# JIT compilation costs hundreds of milliseconds on the large aggregates of rollup
-# refreshes and long-range series reads and never pays back on queries this short.
-DATABASES["default"]["OPTIONS"] = {
-    "connect_timeout": env_int("DATABASE_CONNECT_TIMEOUT", 3),
-    "options": "-c jit=off",
-}
+for _number, _url in enumerate(DATABASE_REPLICA_URLS, start=1):
+    # Tests use the primary under each replica's name: test databases are created there.
+    DATABASES[f"replica{_number}"] = {**_database(_url), "TEST": {"MIRROR": "default"}}
+# Without replicas no router is installed: one server works exactly as it always did.
+DATABASE_ROUTERS = ["analytics.db.routers.ReplicaRouter"] if DATABASE_REPLICA_URLS else []
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: cache (heartbeats, rate limits) and Celery ---------------------------------

@@ -1,5 +1,9 @@
 """The private stack of the fault tests: its own PostgreSQL cluster, Redis and gunicorn.
 
+On demand it also runs streaming replicas of that cluster (`add_replica`) and a
+PgBouncer in transaction mode in front of the primary; `FAULTS_THROUGH_PGBOUNCER=1`
+sends every app process of the fault tests through that PgBouncer.
+
 Each part runs in its own process group, so a fault is one signal to the group (SIGKILL
 of PostgreSQL takes the postmaster and every backend at once, as a crash would) and
 teardown leaves nothing behind. PostgreSQL refuses to run as root, so when the tests run
@@ -7,6 +11,7 @@ as root the cluster is owned by and run as `postgres`, as scripts/stack.sh does.
 """
 
 import contextlib
+import csv
 import os
 import secrets
 import shutil
@@ -43,7 +48,16 @@ WEB_WORKERS = 2
 # metrics queue) on database 3 of the private Redis.
 TEST_REDIS_DB = 2
 # Variables of the shared stack that must never leak into the private one.
-_SHARED = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "TEST_REDIS_DB")
+_SHARED = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "TEST_REDIS_DB",
+    "DATABASE_REPLICA_URLS",
+    "DATABASE_PGBOUNCER",
+)
+THROUGH_PGBOUNCER = os.environ.get("FAULTS_THROUGH_PGBOUNCER") == "1"
+PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 
 
 def _as_postgres() -> dict[str, Any]:
@@ -166,43 +180,87 @@ class Tenant:
     secret: str
 
 
+def _postgres_service(name: str, data: Path, port: int, log: Path) -> Service:
+    """Return (unstarted) a PostgreSQL server on `data`, run as `postgres` when we are root."""
+    service = Service(
+        name,
+        [
+            str(PG_BIN / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            f"unix_socket_directories={data.parent / 'run'}",
+            "-c",
+            "shared_preload_libraries=timescaledb",
+            "-c",
+            "timescaledb.telemetry_level=off",
+            "-c",
+            "fsync=on",
+            "-c",
+            "max_connections=60",
+            "-c",
+            "shared_buffers=64MB",
+            "-c",
+            "jit=off",
+        ],
+        log,
+    )
+    service.popen_extra = _as_postgres()
+    service.cwd = Path("/")  # `postgres` may not be allowed into the checkout
+    return service
+
+
+@dataclass
+class Replica:
+    """A streaming replica of the private cluster (pg_basebackup -R), on its own port."""
+
+    name: str
+    port: int
+    server: Service
+
+    @property
+    def database_url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{DB_NAME}"
+
+    def sql(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement on the replica and return its rows."""
+        with psycopg.connect(self.database_url, connect_timeout=5, autocommit=True) as conn:
+            cursor = conn.execute(query.encode(), params or None)
+            return cursor.fetchall() if cursor.description else []
+
+    def pause_replay(self) -> None:
+        self.sql("SELECT pg_wal_replay_pause()")
+
+    def resume_replay(self) -> None:
+        self.sql("SELECT pg_wal_replay_resume()")
+
+    def replay_lsn(self) -> str:
+        ((lsn,),) = self.sql("SELECT pg_last_wal_replay_lsn()::text")
+        return str(lsn)
+
+
 class PrivateStack:
     """PostgreSQL (TimescaleDB, pgvector), Redis and gunicorn of the fault tests' own."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.pg_port, self.redis_port, self.web_port = free_port(), free_port(), free_port()
+        self.pgbouncer_port = free_port()
         self.pg_dir = root / "pg"
         self.pg_data = self.pg_dir / "data"
-        self.postgres = Service(
-            "postgres",
-            [
-                str(PG_BIN / "postgres"),
-                "-D",
-                str(self.pg_data),
-                "-p",
-                str(self.pg_port),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                f"unix_socket_directories={self.pg_dir / 'run'}",
-                "-c",
-                "shared_preload_libraries=timescaledb",
-                "-c",
-                "timescaledb.telemetry_level=off",
-                "-c",
-                "fsync=on",
-                "-c",
-                "max_connections=60",
-                "-c",
-                "shared_buffers=64MB",
-                "-c",
-                "jit=off",
-            ],
-            root / "postgres.log",
+        self.postgres = _postgres_service(
+            "postgres", self.pg_data, self.pg_port, root / "postgres.log"
         )
-        self.postgres.popen_extra = _as_postgres()
-        self.postgres.cwd = Path("/")  # `postgres` may not be allowed into the checkout
+        self.replicas: list[Replica] = []
+        self.pgbouncer = Service(
+            "pgbouncer", [PGBOUNCER, str(root / "pgbouncer.ini")], root / "pgbouncer.log"
+        )
+        self.pgbouncer.popen_extra = _as_postgres()
+        self.pgbouncer.cwd = Path("/")
         self.redis = Service(
             "redis",
             [
@@ -226,7 +284,16 @@ class PrivateStack:
 
     @property
     def database_url(self) -> str:
+        """The URL the app's processes use: PgBouncer's with FAULTS_THROUGH_PGBOUNCER=1."""
+        return self.pgbouncer_url if THROUGH_PGBOUNCER else self.direct_url
+
+    @property
+    def direct_url(self) -> str:
         return f"postgres://postgres@127.0.0.1:{self.pg_port}/{DB_NAME}"
+
+    @property
+    def pgbouncer_url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.pgbouncer_port}/{DB_NAME}"
 
     def app_env(self, **overrides: str) -> dict[str, str]:
         """Return the environment of the app's processes: the private database and Redis only."""
@@ -237,6 +304,7 @@ class PrivateStack:
             CELERY_BROKER_URL=f"redis://127.0.0.1:{self.redis_port}/0",
             REDIS_URL=f"redis://127.0.0.1:{self.redis_port}/1",
             TEST_REDIS_DB=str(TEST_REDIS_DB),
+            DATABASE_PGBOUNCER="1" if THROUGH_PGBOUNCER else "0",
             DATABASE_CONNECT_TIMEOUT=str(CONNECT_TIMEOUT_S),
             REDIS_TIMEOUT=str(REDIS_TIMEOUT_S),
             INGEST_MAX_BODY_BYTES=str(MAX_BODY_BYTES),
@@ -296,10 +364,14 @@ class PrivateStack:
         )
         self.start_postgres()
         self.sql(f"CREATE DATABASE {DB_NAME}", database="postgres")
+        if THROUGH_PGBOUNCER:
+            self.start_pgbouncer()
+        # Migrations connect directly, as in production: they are one process, rare, and
+        # some DDL (CREATE INDEX CONCURRENTLY) cannot run inside a pooled transaction.
         migrate = subprocess.run(
             [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
             cwd=ROOT,
-            env=self.app_env(),
+            env=self.app_env(DATABASE_URL=self.direct_url, DATABASE_PGBOUNCER="0"),
             capture_output=True,
             text=True,
         )
@@ -313,6 +385,8 @@ class PrivateStack:
         for service, stop_signal in (
             (self.web, signal.SIGINT),  # gunicorn's quick shutdown
             (self.redis, signal.SIGTERM),
+            (self.pgbouncer, signal.SIGINT),  # PgBouncer's immediate shutdown
+            *((replica.server, signal.SIGINT) for replica in self.replicas),
             (self.postgres, signal.SIGINT),  # PostgreSQL's fast shutdown
         ):
             try:
@@ -326,8 +400,18 @@ class PrivateStack:
         for service in (self.postgres, self.redis, self.web):
             if service.frozen:
                 service.thaw()
+        for replica in self.replicas:
+            if replica.server.frozen:
+                replica.server.thaw()
+        if self.pgbouncer.frozen:
+            self.pgbouncer.thaw()
         if not self.postgres.running():
             self.start_postgres()
+        for replica in self.replicas:
+            if not replica.server.running():
+                self.start_replica(replica)
+        if THROUGH_PGBOUNCER and not self.pgbouncer.running():
+            self.start_pgbouncer()
         if not self.redis.running():
             self.start_redis()
         if not self.web.running():
@@ -336,17 +420,129 @@ class PrivateStack:
     def start_postgres(self, deadline_s: float = 60) -> None:
         """Start PostgreSQL (recovering from a crash if it was killed) and wait for it."""
         self.postgres.start()
-        deadline = time.monotonic() + deadline_s
-        while True:
-            try:
-                with psycopg.connect(self._url("postgres"), connect_timeout=1):
-                    return
-            except psycopg.OperationalError:
-                if not self.postgres.running() or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"private PostgreSQL did not start:\n{self.postgres.log_tail()}"
-                    ) from None
-                time.sleep(0.1)
+        _wait_for_postgres(self.postgres, self._url("postgres"), deadline_s)
+
+    # --- replicas and PgBouncer ------------------------------------------------------------
+
+    def add_replica(self) -> Replica:
+        """Clone the cluster with pg_basebackup -R and start it streaming; return it."""
+        name = f"replica{len(self.replicas) + 1}"
+        folder = self.root / name
+        (folder / "run").mkdir(parents=True)
+        if os.geteuid() == 0:
+            shutil.chown(folder, "postgres", "postgres")
+            shutil.chown(folder / "run", "postgres", "postgres")
+        port = free_port()
+        subprocess.run(
+            [
+                str(PG_BIN / "pg_basebackup"),
+                "-D",
+                str(folder / "data"),
+                "-R",  # standby.signal and primary_conninfo: it streams from the primary
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.pg_port),
+                "-U",
+                "postgres",
+            ],
+            check=True,
+            capture_output=True,
+            cwd="/",
+            **_as_postgres(),
+        )
+        replica = Replica(
+            name, port, _postgres_service(name, folder / "data", port, self.root / f"{name}.log")
+        )
+        self.replicas.append(replica)
+        self.start_replica(replica)
+        return replica
+
+    def start_replica(self, replica: Replica) -> None:
+        replica.server.start()
+        _wait_for_postgres(
+            replica.server, f"postgres://postgres@127.0.0.1:{replica.port}/postgres", 60
+        )
+
+    def remove_replica(self, replica: Replica) -> None:
+        """Stop the replica and delete its data."""
+        replica.server.stop(signal.SIGINT, timeout=10)
+        self.replicas.remove(replica)
+        shutil.rmtree(self.root / replica.name, ignore_errors=True)
+
+    def wait_replicas_caught_up(self, timeout: float = 30) -> None:
+        """Wait until every running replica has replayed the primary's current WAL position."""
+        ((target,),) = self.sql("SELECT pg_current_wal_insert_lsn()::text")
+        deadline = time.monotonic() + timeout
+        for replica in self.replicas:
+            while not replica.sql("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [target])[0][0]:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{replica.name} did not catch up with {target}")
+                time.sleep(0.05)
+
+    def start_pgbouncer(self) -> None:
+        """Start PgBouncer in transaction mode in front of the primary, and wait for it."""
+        ini = self.root / "pgbouncer.ini"
+        users = self.root / "pgbouncer-users.txt"
+        users.write_text('"postgres" ""\n')
+        ini.write_text(
+            "\n".join(
+                [
+                    "[databases]",
+                    f"* = host=127.0.0.1 port={self.pg_port}",
+                    "[pgbouncer]",
+                    "listen_addr = 127.0.0.1",
+                    f"listen_port = {self.pgbouncer_port}",
+                    "unix_socket_dir =",
+                    "auth_type = trust",  # loopback only, for the life of one test session
+                    f"auth_file = {users}",
+                    "admin_users = postgres",
+                    "pool_mode = transaction",
+                    "max_client_conn = 200",
+                    "default_pool_size = 20",
+                    # No startup options reach the server through the pool: the app
+                    # sends none with DATABASE_PGBOUNCER=1 (jit=off is the server's).
+                    "ignore_startup_parameters = extra_float_digits",
+                    "server_login_retry = 1",
+                    # A primary that is down must fail a request quickly (503), as a
+                    # direct connection does after DATABASE_CONNECT_TIMEOUT.
+                    f"query_wait_timeout = {CONNECT_TIMEOUT_S + 1}",
+                    "",
+                ]
+            )
+        )
+        for path in (ini, users):
+            os.chmod(path, 0o644)
+        self.pgbouncer.start()
+        self._wait_port(self.pgbouncer, self.pgbouncer_port)
+
+    def pgbouncer_show(self, what: str) -> list[dict[str, str]]:
+        """Return PgBouncer's SHOW `what` (SERVERS, CLIENTS, POOLS) as one dict per row."""
+        # psql speaks the simple query protocol that PgBouncer's admin console requires.
+        out = subprocess.run(
+            [
+                str(PG_BIN / "psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.pgbouncer_port),
+                "-U",
+                "postgres",
+                "-d",
+                "pgbouncer",
+                "--csv",
+                "-c",
+                f"SHOW {what}",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        return list(csv.DictReader(out.splitlines()))
 
     def start_redis(self) -> None:
         self.redis.start()
@@ -370,8 +566,15 @@ class PrivateStack:
         return children(self.web.pid)
 
     def worker_connected_from(self, local_port: int) -> int:
-        """Return the worker whose PostgreSQL connection uses `local_port` on its side."""
-        inode = _socket_inode(local_port, self.pg_port)
+        """Return the worker whose PostgreSQL connection uses `local_port` on its side.
+
+        Through PgBouncer, `local_port` is that of PgBouncer's server connection (what
+        pg_stat_activity shows), or already the port of a client of PgBouncer.
+        """
+        remote = self.pg_port
+        if THROUGH_PGBOUNCER:
+            local_port, remote = self._pgbouncer_client_port(local_port), self.pgbouncer_port
+        inode = _socket_inode(local_port, remote)
         for pid in self.web_workers():
             with contextlib.suppress(OSError):
                 for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -423,8 +626,25 @@ class PrivateStack:
         )
         return [int(port) for (port,) in rows]
 
+    def _pgbouncer_client_port(self, port: int) -> int:
+        """Return the client of PgBouncer linked to its server connection from `port`."""
+        servers = {row["ptr"]: row for row in self.pgbouncer_show("SERVERS")}
+        clients = self.pgbouncer_show("CLIENTS")
+        for server in servers.values():
+            if server["local_port"] == str(port) and server["link"]:
+                for client in clients:
+                    if client["ptr"] == server["link"]:
+                        return int(client["port"])
+        return port  # not a server connection's port: a client's already
+
     def last_committer(self) -> int:
         """Return the client port of the backend that committed last (and has been idle since)."""
+        if THROUGH_PGBOUNCER:
+            # A committed transaction releases its server connection: the client that
+            # asked last is the one that committed.
+            clients = [c for c in self.pgbouncer_show("CLIENTS") if c["database"] == DB_NAME]
+            latest = max(clients, key=lambda client: client["request_time"])
+            return int(latest["port"])
         ((port,),) = self.sql(
             "SELECT client_port FROM pg_stat_activity"
             " WHERE datname = %s AND state = 'idle' AND query = 'COMMIT'"
@@ -451,6 +671,20 @@ class PrivateStack:
             [tenant.project_id],
         )
         return {str(event_id): int(count) for event_id, count in rows}
+
+
+def _wait_for_postgres(service: Service, url: str, deadline_s: float) -> None:
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            with psycopg.connect(url, connect_timeout=1):
+                return
+        except psycopg.OperationalError:
+            if not service.running() or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"private {service.name} did not start:\n{service.log_tail()}"
+                ) from None
+            time.sleep(0.1)
 
 
 def wait_for_http(service: Service, port: int, deadline_s: float = 60) -> None:

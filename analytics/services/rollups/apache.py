@@ -15,6 +15,7 @@ from django.db import transaction
 from psycopg import sql
 
 from analytics.queries.tiers import DENSE_PAIRS_PER_WINDOW, TIER_WIDTHS
+from analytics.services.rollups.claims import forget_dead_claims, hold_refresh_lock
 from analytics.services.rollups.ranges import TIERS, dense_ranges
 
 logger = logging.getLogger(__name__)
@@ -168,6 +169,7 @@ def _slices(cursor: Any) -> list[tuple[Any, Any]]:
 def _process_slice(cursor: Any, lo: Any, hi: Any) -> int:
     """Recompute the claimed pairs in [lo, hi) in all tiers; return how many there were."""
     with transaction.atomic():
+        hold_refresh_lock(cursor)
         cursor.execute(
             "CREATE TEMP TABLE pairs_1m ON COMMIT DROP AS SELECT DISTINCT series_id, bucket"
             " FROM rollup_refreshing WHERE bucket >= %s AND bucket < %s",
@@ -193,8 +195,8 @@ def _process_slice(cursor: Any, lo: Any, hi: Any) -> int:
                 cursor.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(pairs)))
                 previous = pairs
             _recompute_level(cursor, level, previous)
-        # Only a refresh (holding the refresh lock) adds rows here: every row in the
-        # range belongs to this slice.
+        # Only a claim adds rows here, and claims wait for the lock this slice holds:
+        # every row in the range was recomputed above.
         cursor.execute("DELETE FROM rollup_refreshing WHERE bucket >= %s AND bucket < %s", [lo, hi])
         # ON COMMIT DROP does not fire when this runs inside an outer transaction.
         cursor.execute("DROP TABLE pairs_1m, pairs_1h, pairs_1d")
@@ -218,5 +220,5 @@ def refresh_claimed_tables(cursor: Any) -> int:
         total += _process_slice(cursor, lo, hi)
         logger.info("rollup refresh: %d pairs recomputed so far", total)
     # Every claimed pair is done: drop the dead rows the slices left behind.
-    cursor.execute("TRUNCATE rollup_refreshing")
+    forget_dead_claims(cursor)
     return total

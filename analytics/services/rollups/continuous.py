@@ -5,6 +5,7 @@ from typing import Any
 
 from django.db import connection
 
+from analytics.services.rollups.claims import forget_dead_claims
 from analytics.services.rollups.ranges import TIERS, dense_ranges
 
 
@@ -17,16 +18,26 @@ def refresh_claimed_aggregates(cursor: Any) -> int:
     days = cursor.fetchall()
     one_day = timedelta(days=1)
     for lo, hi in dense_ranges([(day, day, day) for day, _ in days], one_day, one_day):
+        # The claims committed so far: their points are all in, so the CALLs below
+        # materialize them. A claim made meanwhile (by another refresh) stays pending.
+        cursor.execute(
+            "SELECT coalesce(array_agg(DISTINCT xmin::text), '{}') FROM rollup_refreshing"
+            " WHERE bucket >= %s AND bucket < %s",
+            [lo, hi],
+        )
+        claims = cursor.fetchone()[0]
         # Each CALL commits on its own (it cannot run inside a transaction block).
         for tier, _ in TIERS:
             cursor.execute(
                 "CALL refresh_continuous_aggregate(%s, %s::timestamptz, %s::timestamptz)",
                 [f"rollup_{tier}", lo, hi],
             )
-        # Only a refresh (holding the refresh lock) adds rows here, so every row in the
-        # range was claimed before the CALLs above and is now materialized.
-        cursor.execute("DELETE FROM rollup_refreshing WHERE bucket >= %s AND bucket < %s", [lo, hi])
-    cursor.execute("TRUNCATE rollup_refreshing")
+        cursor.execute(
+            "DELETE FROM rollup_refreshing WHERE bucket >= %s AND bucket < %s"
+            " AND xmin::text = ANY(%s)",
+            [lo, hi, claims],
+        )
+    forget_dead_claims(cursor)
     return sum(int(count) for _, count in days)
 
 

@@ -1,21 +1,19 @@
 """Bring the rollups up to date with the invalidation log, on either edition.
 
 Both editions share the log (migrations_sql/0004_rollup_invalidation.sql). A refresh
-claims it under a lock that waits for in-flight writers, then hands the claimed pairs
-to the edition's refresher (`rollups.apache` or `rollups.continuous`). A session
-advisory lock lets only one refresh run at a time; a second one returns at once, and
-one killed midway leaves its claimed pairs for the next run.
+claims it (`rollups.claims`: a lock that waits for in-flight writers, under the
+transaction-level refresh lock), then hands the claimed pairs to the edition's
+refresher (`rollups.apache` or `rollups.continuous`).
 """
 
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection
 
-from analytics.locks import lock_id
 from analytics.services.rollups.apache import refresh_claimed_tables
+from analytics.services.rollups.claims import claim_invalidations
 from analytics.services.rollups.continuous import (
     refresh_all_aggregates,
     refresh_claimed_aggregates,
@@ -24,8 +22,6 @@ from analytics.services.rollups.edition import installed_rollup_edition
 from analytics.timescale import Edition
 
 logger = logging.getLogger(__name__)
-
-_REFRESH_LOCK = lock_id("rollup-refresh")
 
 
 @dataclass(frozen=True)
@@ -42,34 +38,14 @@ class _Refreshed:
     pairs: int
 
 
-def _claim(cursor: Any) -> None:
-    with transaction.atomic():
-        # Waits for every transaction that logged pairs (they hold ROW EXCLUSIVE until
-        # they end), so all points behind the claimed pairs are committed.
-        cursor.execute("LOCK TABLE rollup_invalidation IN SHARE ROW EXCLUSIVE MODE")
-        cursor.execute(
-            "INSERT INTO rollup_refreshing (series_id, bucket)"
-            " SELECT DISTINCT series_id, bucket FROM rollup_invalidation"
-        )
-        # TRUNCATE, not DELETE: the log churns all day, and the dead rows a DELETE leaves
-        # behind would slow every reader's pending lookup until autovacuum came by. No
-        # writer can add rows meanwhile (the lock above), and readers wait for the commit.
-        cursor.execute("TRUNCATE rollup_invalidation")
-
-
 def _refresh_pending(edition: Edition) -> _Refreshed:
     """Claim the invalidation log and bring every tier up to date for it."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [_REFRESH_LOCK])
-        if not cursor.fetchone()[0]:
+        if not claim_invalidations(cursor):
             return _Refreshed(ran=False, pairs=0)
-        try:
-            _claim(cursor)
-            if edition == "timescale":
-                return _Refreshed(ran=True, pairs=refresh_claimed_aggregates(cursor))
-            return _Refreshed(ran=True, pairs=refresh_claimed_tables(cursor))
-        finally:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [_REFRESH_LOCK])
+        if edition == "timescale":
+            return _Refreshed(ran=True, pairs=refresh_claimed_aggregates(cursor))
+        return _Refreshed(ran=True, pairs=refresh_claimed_tables(cursor))
 
 
 def refresh_rollups(*, full: bool = False) -> RefreshResult:

@@ -1,0 +1,1 @@
+"""Which PostgreSQL server a query goes to: the primary, or a read replica caught up enough."""
