@@ -207,6 +207,7 @@ def panel_query(panel: Panel, state: ViewState) -> SeriesQuery:
         filters=panel_filters(panel, state),
         group_by=panel.group_by or None,
         limit=panel.limit,
+        fill=panel.fill,  # type: ignore[arg-type]
         compare=panel.compare or panel.kind == Panel.Kind.SINGLE_STAT,
     )
 
