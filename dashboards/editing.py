@@ -90,7 +90,8 @@ def _apply_settings(dashboard: Dashboard, document: dict[str, Any]) -> list[tupl
         if name in document:
             setattr(dashboard, name, document[name])
     try:
-        dashboard.full_clean(validate_unique=False, exclude=["project"])
+        # The slug is not edited here (create_dashboard picks a free one after the checks).
+        dashboard.full_clean(validate_unique=False, exclude=["project", "slug"])
     except ValidationError as exc:
         return _validation_errors(exc, "")
     return []
