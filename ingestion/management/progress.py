@@ -4,7 +4,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -13,16 +13,21 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 BATCH_LOGGER = "analytics.services.points"
 
 
-def progress_bar(*, total: int, unit: str, desc: str, verbosity: int) -> "tqdm[NoReturn]":
-    """Return a progress bar on stderr (stdout keeps only the command's result); none at -v 0."""
+def progress_bar(
+    *, total: int, unit: str, desc: str, verbosity: int, stream: TextIO | None = None
+) -> "tqdm[NoReturn]":
+    """Return a progress bar on stderr (stdout keeps only the command's result); none at -v 0,
+    and none when stderr is not a terminal (`make run > log 2>&1`): a bar redraws itself with
+    carriage returns, which a log file keeps as hundreds of lines."""
+    stream = stream or sys.stderr
     return tqdm(
         total=total,
         unit=unit,
         unit_scale=True,
         unit_divisor=1024 if unit == "B" else 1000,
         desc=desc,
-        file=sys.stderr,
-        disable=verbosity == 0,
+        file=stream,
+        disable=verbosity == 0 or not stream.isatty(),
         dynamic_ncols=True,
     )
 
