@@ -13,22 +13,49 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 BATCH_LOGGER = "analytics.services.points"
 
 
+class _FinalLine:
+    """A stream for a bar whose output is not a terminal: keep only the bar's last state and
+    write it once, as a plain line, when the bar ends (tqdm then writes its newline)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.last = ""
+
+    def write(self, text: str) -> int:
+        for part in text.split("\r"):
+            if "\n" in part:
+                self.stream.write(self.last.strip() + "\n")
+                self.last = ""
+            elif part.strip():
+                self.last = part
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def progress_bar(
     *, total: int, unit: str, desc: str, verbosity: int, stream: TextIO | None = None
 ) -> "tqdm[NoReturn]":
-    """Return a progress bar on stderr (stdout keeps only the command's result); none at -v 0,
-    and none when stderr is not a terminal (`make run > log 2>&1`): a bar redraws itself with
-    carriage returns, which a log file keeps as hundreds of lines."""
+    """Return a progress bar on stderr (stdout keeps only the command's result); none at -v 0.
+
+    When stderr is not a terminal (`make run > log 2>&1`) the bar's redraws, each a
+    carriage return, would pile up as hundreds of lines: only its final line is written.
+    """
     stream = stream or sys.stderr
+    terminal = stream.isatty()
     return tqdm(
         total=total,
         unit=unit,
         unit_scale=True,
         unit_divisor=1024 if unit == "B" else 1000,
         desc=desc,
-        file=stream,
-        disable=verbosity == 0 or not stream.isatty(),
-        dynamic_ncols=True,
+        file=stream if terminal else _FinalLine(stream),
+        disable=verbosity == 0,
+        dynamic_ncols=terminal,
+        ncols=None if terminal else 100,
+        # Redraws nobody sees are not worth their time.
+        mininterval=0.1 if terminal else 60.0,
     )
 
 

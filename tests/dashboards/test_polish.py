@@ -48,13 +48,15 @@ class _Terminal(io.StringIO):
         return True
 
 
-def test_progress_bar_writes_nothing_when_not_a_terminal():
-    """Into a file (not a terminal) the bar is off: no carriage-return lines in the log."""
+def test_progress_bar_writes_one_line_when_not_a_terminal():
+    """Into a file (not a terminal) a bar writes its final state once, without carriage returns."""
     log = io.StringIO()
     with progress_bar(total=1000, unit="rows", desc="x", verbosity=1, stream=log) as bar:
         for _ in range(1000):
             bar.update(1)
     assert "\r" not in log.getvalue()
+    assert log.getvalue().count("\n") == 1
+    assert "100%" in log.getvalue()
     terminal = _Terminal()
     with progress_bar(total=10, unit="rows", desc="x", verbosity=1, stream=terminal) as bar:
         bar.update(10)
