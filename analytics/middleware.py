@@ -70,11 +70,14 @@ class RefusalMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not isinstance(exception, Refusal):
             return None
-        response = HttpResponse(
-            orjson.dumps(exception.body()),
-            status=exception.status,
-            content_type="application/json",
-        )
-        for name, value in exception.headers.items():
-            response[name] = value
-        return response
+        return refusal_http_response(exception)
+
+
+def refusal_http_response(refusal: Refusal) -> HttpResponse:
+    """Return the plain Django response that answers `refusal` (the API's JSON body)."""
+    response = HttpResponse(
+        orjson.dumps(refusal.body()), status=refusal.status, content_type="application/json"
+    )
+    for name, value in refusal.headers.items():
+        response[name] = value
+    return response

@@ -4,7 +4,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -13,17 +13,49 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 BATCH_LOGGER = "analytics.services.points"
 
 
-def progress_bar(*, total: int, unit: str, desc: str, verbosity: int) -> "tqdm[NoReturn]":
-    """Return a progress bar on stderr (stdout keeps only the command's result); none at -v 0."""
+class _FinalLine:
+    """A stream for a bar whose output is not a terminal: keep only the bar's last state and
+    write it once, as a plain line, when the bar ends (tqdm then writes its newline)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.last = ""
+
+    def write(self, text: str) -> int:
+        for part in text.split("\r"):
+            if "\n" in part:
+                self.stream.write(self.last.strip() + "\n")
+                self.last = ""
+            elif part.strip():
+                self.last = part
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def progress_bar(
+    *, total: int, unit: str, desc: str, verbosity: int, stream: TextIO | None = None
+) -> "tqdm[NoReturn]":
+    """Return a progress bar on stderr (stdout keeps only the command's result); none at -v 0.
+
+    When stderr is not a terminal (`make run > log 2>&1`) the bar's redraws, each a
+    carriage return, would pile up as hundreds of lines: only its final line is written.
+    """
+    stream = stream or sys.stderr
+    terminal = stream.isatty()
     return tqdm(
         total=total,
         unit=unit,
         unit_scale=True,
         unit_divisor=1024 if unit == "B" else 1000,
         desc=desc,
-        file=sys.stderr,
+        file=stream if terminal else _FinalLine(stream),
         disable=verbosity == 0,
-        dynamic_ncols=True,
+        dynamic_ncols=terminal,
+        ncols=None if terminal else 100,
+        # Redraws nobody sees are not worth their time.
+        mininterval=0.1 if terminal else 60.0,
     )
 
 

@@ -161,12 +161,17 @@ def single_stat_figure(data: SeriesData, *, title: str) -> Figure:
         "number": {"suffix": f" {data.unit}" if data.unit else ""},
         "domain": {"x": [0, 1], "y": [0.4, 1]},
     }
-    if index is not None and data.previous:
-        earlier = data.previous[0].values
+    # Why a change is missing, said on the panel (on a long range the period before it is
+    # often older than the data kept, and a silent missing arrow reads as "no change").
+    no_delta = ""
+    if index is not None and data.previous is not None:
+        earlier = data.previous[0].values if data.previous else []
         reference = earlier[index] if index < len(earlier) else None
         if reference is not None:
             indicator["mode"] = "number+delta"
             indicator["delta"] = {"reference": reference, "relative": True, "valueformat": ".1%"}
+        else:
+            no_delta = "no change shown: no data one period earlier"
     x, y = with_gaps(data.times, values, data.bucket_ms)
     sparkline = {
         "type": "scatter",
@@ -195,6 +200,19 @@ def single_stat_figure(data: SeriesData, *, title: str) -> Figure:
                 "y": 0.7,
                 "xref": "paper",
                 "yref": "paper",
+            }
+        ]
+    if no_delta:
+        layout["annotations"] = [
+            {
+                "text": no_delta,
+                "showarrow": False,
+                "x": 0.5,
+                "y": 0.38,
+                "xref": "paper",
+                "yref": "paper",
+                "font": {"size": 11, "color": "#616e7c"},
+                "name": "no-delta",
             }
         ]
     return {"data": [indicator, sparkline], "layout": layout}
@@ -236,7 +254,11 @@ def heatmap_figure(data: SeriesData, *, title: str) -> Figure:
         "hoverongaps": False,
         "colorscale": "Viridis",
     }
-    return {"data": [heatmap], "layout": _layout(title, data, showlegend=False)}
+    # Row labels are tag values of any length: the left margin grows to fit them instead
+    # of cutting them (`cache-8` drawn as `ache-8`).
+    layout = _layout(title, data, showlegend=False)
+    layout["yaxis"] = {**layout["yaxis"], "automargin": True, "type": "category"}
+    return {"data": [heatmap], "layout": layout}
 
 
 _BUILDERS: dict[str, Callable[..., Figure]] = {

@@ -9,11 +9,12 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
 from analytics.models import Project
-from analytics.queries.series import AGGS, TagFilter
+from analytics.queries.series import AGGS, FILLS, TagFilter
 from analytics.refusals import Refusal
 from analytics.series_params import MAX_GROUPS, parse_bucket, parse_filter, parse_time
 from dashboards.figures import CHART_KINDS, chart_kind_label
@@ -208,6 +209,12 @@ class Panel(models.Model):
         validators=[validate_bucket],
         help_text="auto, or a width such as 1m, 1h; widened to auto when the range needs it",
     )
+    fill = models.CharField(
+        max_length=8,
+        choices=[(fill, fill) for fill in FILLS],
+        default="none",
+        help_text="empty buckets: none (a gap), null, zero, or the previous value",
+    )
     compare = models.BooleanField(
         "compare with the previous period",
         default=False,
@@ -259,3 +266,29 @@ class Panel(models.Model):
             f"grid-column: {self.x + 1} / span {self.width}; "
             f"grid-row: {self.y + 1} / span {self.height};"
         )
+
+
+class DashboardVersion(models.Model):
+    """One saved state of a dashboard: its whole document, who saved it, when and why.
+
+    `number` counts up per dashboard; the newest number is the token an editor's save
+    names, so a save based on an older number is refused instead of overwriting.
+    """
+
+    dashboard = models.ForeignKey(Dashboard, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    message = models.CharField(max_length=TEXT_MAX, blank=True)
+    document = models.JSONField()
+
+    class Meta:
+        ordering = ["dashboard", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["dashboard", "number"], name="dashboard_version_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dashboard} v{self.number}"

@@ -190,6 +190,7 @@ def panel_query(panel: Panel, state: ViewState) -> SeriesQuery:
         filters=panel_filters(panel, state),
         group_by=panel.group_by or None,
         limit=panel.limit,
+        fill=panel.fill,  # type: ignore[arg-type]
         compare=panel.compare or panel.kind == ALWAYS_COMPARING_KIND,
     )
 

@@ -32,6 +32,7 @@ PANEL_FIELDS = (
     "group_by",
     "limit",
     "bucket",
+    "fill",
     "compare",
     "unit",
     "x",

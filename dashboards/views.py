@@ -14,11 +14,11 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from analytics.refusals import Refusal
+from dashboards.access import dashboard_access, editable_projects
 from dashboards.models import Refresh
 from dashboards.queries import (
     RANGE_PRESETS,
     VARIABLE_PARAM_PREFIX,
-    dashboard_for_user,
     dashboard_panels,
     dashboards_for_user,
     parse_view_state,
@@ -30,17 +30,28 @@ from dashboards.queries import (
 def dashboard_list(request: HttpRequest) -> HttpResponse:
     """List the dashboards of every project the user belongs to."""
     dashboards = list(dashboards_for_user(user=request.user))
-    return render(request, "dashboards/list.html", {"dashboards": dashboards, "nav": "dashboards"})
+    context = {
+        "dashboards": dashboards,
+        "nav": "dashboards",
+        # Viewers get no "New dashboard" form: only these projects accept one.
+        "editable_projects": editable_projects(user=request.user),
+    }
+    return render(request, "dashboards/list.html", context)
 
 
 @login_required
 @require_GET
 def dashboard_view(request: HttpRequest, project_slug: str, slug: str) -> HttpResponse:
     """Render one dashboard: range picker, auto-refresh, variables and the panel grid."""
-    dashboard = dashboard_for_user(user=request.user, project_slug=project_slug, slug=slug)
-    if dashboard is None:
+    access = dashboard_access(user=request.user, project_slug=project_slug, slug=slug)
+    if access is None:
         raise Http404("no such dashboard in your projects")
-    context: dict[str, Any] = {"project": dashboard.project, "dashboard": dashboard}
+    dashboard = access.dashboard
+    context: dict[str, Any] = {
+        "project": dashboard.project,
+        "dashboard": dashboard,
+        "can_edit": access.can_edit,
+    }
     try:
         state = parse_view_state(request.GET, dashboard=dashboard, now=timezone.now())
     except Refusal as error:

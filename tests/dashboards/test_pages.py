@@ -70,14 +70,15 @@ def test_list_shows_only_the_users_projects(dash_client, dash_user, dashboard, o
 def test_list_query_count_does_not_grow_with_dashboards(
     dash_client, dash_user, project, other_project, django_assert_num_queries
 ):
-    """The list page runs session, user and one dashboards query, however many there are."""
+    """The list page runs session, user, one dashboards query and one for the projects the
+    user may create dashboards in, however many there are."""
     import_dashboard(project=project, document=dashboard_document(slug="one"))
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(4):
         assert dash_client.get(LIST).status_code == 200
     Membership.objects.create(project=other_project, user=dash_user)
     for index in range(4):
         import_dashboard(project=other_project, document=dashboard_document(slug=f"d{index}"))
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(4):
         response = dash_client.get(LIST)
     assert len(response.context["dashboards"]) == 5
 

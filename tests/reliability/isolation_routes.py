@@ -15,6 +15,7 @@ from tests.reliability.isolation import (
     Call,
     Case,
     Expect,
+    Principal,
     Route,
     World,
     admin,
@@ -22,6 +23,7 @@ from tests.reliability.isolation import (
     api_read,
     api_write,
     combine,
+    login_redirect,
     no_item,
     no_metric,
     page,
@@ -301,7 +303,102 @@ HOME: dict[str, Route] = {
     ),
 }
 
-ROUTES: dict[str, Route] = {**API, **PAGES, **ADMIN, **HOME}
+# --- the dashboard editor, history and Explore (issue 15) ---------------------------------------
+
+
+def _board_url(name: str, extra: dict[str, object] | None = None) -> Callable[..., str]:
+    def path(tenant: Tenant, slug: str | None = None) -> str:
+        kwargs = {"project_slug": tenant.slug, "slug": slug or tenant.dashboard_slug}
+        return reverse(f"dashboards:{name}", kwargs={**kwargs, **(extra or {})})
+
+    return path
+
+
+def _project_url(name: str, query: str = "") -> Callable[..., str]:
+    def path(tenant: Tenant, slug: str | None = None) -> str:
+        return reverse(f"dashboards:{name}", kwargs={"project_slug": slug or tenant.slug}) + query
+
+    return path
+
+
+def edit(
+    path: Callable[..., str], method: str, *, missing: Callable[[Tenant], str]
+) -> Callable[[World], list[Case]]:
+    """Cases of an edit endpoint: the login for anyone not logged in, 403 for the owner's
+    member (a viewer), and for the other tenant's member the 404 of a missing object."""
+
+    def cases(world: World) -> list[Case]:
+        own = path(world.owner)
+        login = Expect(302, location=login_redirect(own))
+        return [
+            Case(Principal("anonymous"), Call(method, own), login),
+            Case(world.who("owner key"), Call(method, own), login),
+            Case(world.who("intruder key"), Call(method, own), login),
+            Case(world.who("owner session"), Call(method, own), Expect(403)),
+            Case(
+                world.who("intruder session"),
+                Call(method, own),
+                # `like` is fetched with GET, which a POST-only endpoint answers 405.
+                Expect(404, like=missing(world.owner) if method == "GET" else None),
+            ),
+        ]
+
+    return cases
+
+
+def _edit_route(name: str, method: str, extra: dict[str, object] | None = None) -> Route:
+    path = _board_url(name, extra)
+    return Route("page", edit(path, method, missing=lambda t: path(t, "no-such-board")), path)
+
+
+def _explore_data(world: World) -> list[Case]:
+    path = _project_url("explore-data", "")
+    own = with_query(path(world.owner), metric=world.owner.metric)
+    missing = with_query(path(world.owner, "no-such-project"), metric=world.owner.metric)
+    login = Expect(302, location=login_redirect(own))
+    return [
+        Case(Principal("anonymous"), Call("GET", own), login),
+        Case(world.who("owner key"), Call("GET", own), login),
+        Case(world.who("intruder key"), Call("GET", own), login),
+        Case(world.who("owner session"), Call("GET", own), Expect(200, shows=world.owner.marker)),
+        Case(world.who("intruder session"), Call("GET", own), Expect(404, like=missing)),
+    ]
+
+
+_history = _board_url("history")
+_explore = _project_url("explore")
+_new = _project_url("create")
+_add = _project_url("explore-add")
+EDITOR: dict[str, Route] = {
+    "p/<slug:project_slug>/dashboards/<slug:slug>/edit/": _edit_route("edit", "GET"),
+    "p/<slug:project_slug>/dashboards/<slug:slug>/save": _edit_route("save", "POST"),
+    "p/<slug:project_slug>/dashboards/<slug:slug>/preview": _edit_route("preview", "POST"),
+    "p/<slug:project_slug>/dashboards/<slug:slug>/duplicate": _edit_route("duplicate", "POST"),
+    "p/<slug:project_slug>/dashboards/<slug:slug>/delete": _edit_route("delete", "POST"),
+    "p/<slug:project_slug>/dashboards/<slug:slug>/history/<int:number>/restore": _edit_route(
+        "restore", "POST", {"number": 1}
+    ),
+    "p/<slug:project_slug>/dashboards/<slug:slug>/history/": Route(
+        "page", page(_history, missing=lambda t: _history(t, "no-such-board")), _history
+    ),
+    "p/<slug:project_slug>/dashboards/new": Route(
+        "page", edit(_new, "POST", missing=lambda t: _new(t, "no-such-project")), _new
+    ),
+    "p/<slug:project_slug>/explore/": Route(
+        "page", page(_explore, missing=lambda t: _explore(t, "no-such-project")), _explore
+    ),
+    "p/<slug:project_slug>/explore/data": Route(
+        "page",
+        _explore_data,
+        lambda t: with_query(_project_url("explore-data")(t), metric=t.metric),
+    ),
+    "p/<slug:project_slug>/explore/add": Route(
+        "page", edit(_add, "POST", missing=lambda t: _add(t, "no-such-project")), _add
+    ),
+}
+
+
+ROUTES: dict[str, Route] = {**API, **PAGES, **EDITOR, **ADMIN, **HOME}
 
 # Patterns that hold no tenant data. Silk's /silk/ pages are absent here on purpose: test
 # settings never install silk (tests/profiling covers its staff-only access), so a silk
