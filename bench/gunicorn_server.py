@@ -3,6 +3,7 @@
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,23 +28,19 @@ def _wait_for(port: int, process: "subprocess.Popen[bytes]") -> None:
     raise SystemExit("gunicorn did not start")
 
 
+def gunicorn_command(*, port: int, workers: int) -> list[str]:
+    """Return the command line of a benchmark gunicorn on loopback `port` (gunicorn.conf.py)."""
+    config = str(ROOT / "gunicorn.conf.py")
+    server = ("--bind", f"127.0.0.1:{port}", "--workers", str(workers))
+    return [sys.executable, "-m", "gunicorn", "--config", config, *server, "--log-level", "warning"]
+
+
 @contextmanager
 def gunicorn(workers: int = 2) -> Iterator[int]:
     """Run gunicorn (DEBUG off, warnings only) and yield its port; stop it afterwards."""
     port = free_port()
     env = {**os.environ, "DEBUG": "0", "LOG_LEVEL": "WARNING"}
-    command = [
-        "gunicorn",
-        "--config",
-        str(ROOT / "gunicorn.conf.py"),
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--log-level",
-        "warning",
-    ]
-    server = subprocess.Popen(command, cwd=ROOT, env=env)
+    server = subprocess.Popen(gunicorn_command(port=port, workers=workers), cwd=ROOT, env=env)
     try:
         _wait_for(port, server)
         yield port

@@ -57,7 +57,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "analytics.settings.local")
 os.environ["DEBUG"] = "0"  # no query log in any process of the soak
 os.environ["LOG_LEVEL"] = "WARNING"
 
-from gunicorn_server import free_port  # noqa: E402
+from gunicorn_server import free_port, gunicorn_command  # noqa: E402
 from soak_load import (  # noqa: E402
     EventTemplate,
     Record,
@@ -216,11 +216,7 @@ def servers(target: Target, workdir: Path, args: argparse.Namespace) -> list[Ser
     return [
         ServerProcess(
             "web",
-            [
-                *(python, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py")),
-                *("--bind", f"127.0.0.1:{target.port}", "--workers", str(args.web_workers)),
-                *("--log-level", "warning"),
-            ],
+            gunicorn_command(port=target.port, workers=args.web_workers),
             workdir / "web.log",
         ),
         ServerProcess(

@@ -63,15 +63,20 @@ def celery_worker_argv(
     return argv
 
 
+def gunicorn_command(*, port: int, workers: int, threads: int = 1) -> list[str]:
+    """Return the command line of a test gunicorn on loopback `port` (gunicorn.conf.py's settings)."""
+    command = [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py")]
+    command += ["--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
+    return [*command, "--threads", str(threads), "--log-level", "warning"]
+
+
 @contextmanager
 def running_gunicorn(
     *, env: dict[str, str], log: Path, workers: int = 1, threads: int = 1
 ) -> Iterator[str]:
     """Serve the app with gunicorn on a free loopback port; yield its base URL, stop it after."""
     port = free_port()
-    command = [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py")]
-    command += ["--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
-    command += ["--threads", str(threads), "--log-level", "warning"]
+    command = gunicorn_command(port=port, workers=workers, threads=threads)
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:

@@ -33,7 +33,7 @@ from psycopg import sql as pgsql
 
 from analytics.platform_metrics import QUEUE_KEY
 from analytics.services.tenants import KEY_PREFIX_MARK, hash_secret
-from tests.helpers import free_port, port_open
+from tests.helpers import free_port, gunicorn_command, port_open
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_BIN = Path(os.environ.get("STACK_PG_BIN") or "/usr/lib/postgresql/15/bin")
@@ -319,19 +319,7 @@ class PrivateStack:
         """Return (unstarted) a gunicorn serving the app on `port`, as `make run` does."""
         return Service(
             name,
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--config",
-                str(ROOT / "gunicorn.conf.py"),
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                str(WEB_WORKERS),
-                "--log-level",
-                "warning",
-            ],
+            gunicorn_command(port=port, workers=WEB_WORKERS),
             self.root / f"{name}.log",
             env=env,
         )
