@@ -553,6 +553,23 @@ class PrivateStack:
         """Return the pids of gunicorn's workers (the children of its master)."""
         return children(self.web.pid)
 
+    def serving_web_workers(self) -> list[int]:
+        """Return the gunicorn workers holding an accepted client connection: mid-request.
+
+        Sync workers close each connection after answering, so a worker that holds one is
+        reading a request or working on it; killing it breaks a request in flight.
+        """
+        inodes = _established_inodes(self.web_port)
+        serving = []
+        for pid in self.web_workers():
+            with contextlib.suppress(OSError):
+                links = {
+                    os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")
+                }
+                if any(f"socket:[{inode}]" in links for inode in inodes):
+                    serving.append(pid)
+        return serving
+
     def worker_connected_from(self, local_port: int) -> int:
         """Return the worker whose PostgreSQL connection uses `local_port` on its side.
 
@@ -733,6 +750,19 @@ def _socket_inode(local_port: int, remote_port: int) -> str:
                 ):
                     return fields[9]
     raise LookupError(f"no TCP socket from port {local_port} to port {remote_port}")
+
+
+def _established_inodes(local_port: int) -> set[str]:
+    """Return the inodes of the established TCP sockets whose local side is `local_port`."""
+    established = "01"
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == local_port and fields[3] == established:
+                    inodes.add(fields[9])
+    return inodes
 
 
 def peak_rss_kib(pid: int) -> int:

@@ -6,6 +6,7 @@ COPYed) and after the commit (Redis frozen while the worker records the platform
 then killed; the client retries with the same Idempotency-Key, as clients must.
 """
 
+import contextlib
 import http.client
 import os
 import random
@@ -157,11 +158,17 @@ def _kill_workers_while_ingesting(
     ]
     for client in clients:
         client.start()
-    for _ in range(kills):
-        time.sleep(rng.uniform(0.1, 0.6))
-        workers = stack.web_workers()
-        if workers:
-            os.kill(rng.choice(workers), signal.SIGKILL)
+    killed = 0
+    # Kill at random moments, each time a worker that is serving a request (a kill
+    # between two requests proves nothing), until `kills` kills are done; the clients
+    # keep retrying through them.
+    while killed < kills and any(client.is_alive() for client in clients):
+        time.sleep(rng.uniform(0.05, 0.4))
+        serving = stack.serving_web_workers()
+        if serving:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(rng.choice(serving), signal.SIGKILL)
+                killed += 1
     for client in clients:
         client.join(timeout=max(deadline - time.monotonic(), 0) + 5)
 
@@ -175,12 +182,13 @@ def _kill_workers_while_ingesting(
     counts = stack.event_id_counts(tenant)
     assert {event_id for event_id, count in counts.items() if count != 1} == set()
     assert set(counts) == {event_id for batch in sent for event_id in batch.event_ids}
+    assert killed == kills, f"only {killed} of {kills} kills happened before the clients finished"
     assert sum(len(log.connection_errors) for log in logs) > 0, "no kill hit a request"
 
 
 def test_random_worker_kills_under_load_store_each_event_once(stack):
     """Workers SIGKILLed at random under two clients: every batch acknowledged, stored once."""
-    _kill_workers_while_ingesting(stack, batches_per_client=15, kills=3, seed=8, deadline_s=25)
+    _kill_workers_while_ingesting(stack, batches_per_client=30, kills=3, seed=8, deadline_s=40)
 
 
 @pytest.mark.slow
