@@ -160,6 +160,9 @@ def test_editor_builds_a_dashboard_and_restores_a_version(
     row = page.locator(".variable-row").first
     row.locator(".var-name").fill("region")
     row.locator(".var-metric").fill("http.requests")
+    row.locator(".var-metric").dispatch_event("change")
+    # The variable's tag key is offered from the metric's keys in the catalog.
+    expect(row.locator('datalist option[value="region"]')).to_have_count(1)
     row.locator(".var-tag").fill("bad key with $")  # accepted: any tag text is a key
     row.locator(".var-tag").fill("region")
     page.fill("#st-from", "yesterday")
