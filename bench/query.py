@@ -145,12 +145,12 @@ def ingest(
 ) -> tuple[int, float]:
     """Store `points` through `ingest_points` in batches; return (stored, seconds)."""
     from django.conf import settings
-    from tqdm import tqdm
 
+    from analytics.progress import progress_bar
     from analytics.services.points import ingest_points
 
     stored, seconds = 0, 0.0
-    with tqdm(total=total, unit="pt", unit_scale=True, desc=desc, mininterval=1) as bar:
+    with progress_bar(total=total, unit="pt", desc=desc, verbosity=1) as bar:
         while chunk := list(itertools.islice(points, batch)):
             started = time.perf_counter()
             result = ingest_points(

@@ -30,13 +30,15 @@ from typing import Any
 import numpy as np
 import psycopg
 from psycopg import sql
-from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "analytics.settings.local")
 os.environ["DEBUG"] = "0"  # no query log in the timed process
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+# Into a log (not a terminal) a bar writes its final line only, not one per redraw.
+from analytics.progress import progress_bar  # noqa: E402
 
 SEED = 20_261_125
 DIMENSIONS = 384
@@ -112,7 +114,7 @@ def load(url: str, project_id: int, vectors: Any, model: str) -> None:
                     sql.SQL(columns)
                 )
             ) as copy,
-            tqdm(total=len(vectors), unit="item", desc="COPY", file=sys.stderr) as bar,
+            progress_bar(total=len(vectors), unit="item", desc="COPY", verbosity=1) as bar,
         ):
             copy.set_types(types)
             for index, vector in enumerate(vectors):
@@ -150,7 +152,7 @@ def build_index(url: str) -> float:
     def watch() -> None:
         with (
             psycopg.connect(url, autocommit=True) as conn,
-            tqdm(total=0, unit="tuple", desc="HNSW build", file=sys.stderr) as bar,
+            progress_bar(total=0, unit="tuple", desc="HNSW build", verbosity=1) as bar,
         ):
             while not done.wait(1.0):
                 row = conn.execute(
@@ -205,7 +207,7 @@ def measure(
     times: list[list[float]] = [[] for _ in queries]
     recalls, counts = [], []
     label = "filtered" if filtered else "unfiltered"
-    with tqdm(total=runs * len(queries), unit="query", desc=label, file=sys.stderr) as bar:
+    with progress_bar(total=runs * len(queries), unit="query", desc=label, verbosity=1) as bar:
         for run in range(runs):
             for index, query in enumerate(queries):
                 where = (

@@ -1,4 +1,5 @@
-"""Editors build a dashboard in Chromium; a viewer cannot; Explore adds a view; two editors clash."""
+"""Editors build a dashboard in Chromium; leaving unsaved asks; a viewer cannot edit; Explore adds a
+view; two editors clash."""
 
 import os
 import re
@@ -8,11 +9,11 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Dialog, Page, expect
 
 from analytics.models import Membership, Project
 from analytics.services.tenants import add_member
-from dashboards.models import Dashboard
+from dashboards.models import Dashboard, Panel
 from tests.browser.conftest import TIMEOUT_MS, VIEWPORT
 from tests.browser.pages import screenshot
 from tests.browser.site import BrowserSite
@@ -20,6 +21,12 @@ from tests.browser.site import BrowserSite
 pytestmark = [pytest.mark.browser, pytest.mark.django_db]
 
 EDITORS = {"browser-editor-a": "editor-a-pass-5521", "browser-editor-b": "editor-b-pass-7734"}
+# The tag values of http.requests in the browser site (tests/browser/site.py).
+CATALOG_VALUES = {
+    "region": ("eu", "us"),
+    "endpoint": ("/api/items", "/checkout"),
+    "status": ("200", "500"),
+}
 README_SHOT = Path(__file__).resolve().parents[2] / "dashboards/static/dashboards/docs"
 
 
@@ -64,8 +71,40 @@ def wait_drawn(page: Page, count: int) -> None:
     )
 
 
+def add_filter(page: Page, *, key: str, op: str, value: str) -> None:
+    """Add a filter row, picking its key and value among what the catalog offers."""
+    page.click("#pe-add-filter")
+    row = page.locator(".filter-row").last
+    # Keys are the metric's tag keys from the catalog (a select, not free text).
+    for catalog_key in ("endpoint", "region", "status"):
+        expect(row.locator(f".filter-key option[value='{catalog_key}']")).to_have_count(1)
+    row.locator(".filter-key").select_option(key)
+    row.locator(".filter-op").select_option(op)
+
+    def offered(option: str) -> Any:
+        return row.locator(f'datalist option[value="{option}"]')
+
+    if op == "in":
+        # `in` offers the list typed so far plus each value not in it yet.
+        first = value.split(",")[0]
+        row.locator(".filter-value").press_sequentially(f"{first},", delay=20)
+        expect(offered(value)).to_have_count(1)
+        expect(offered(f"{first},{first}")).to_have_count(0)
+    else:
+        # The key's values from the catalog, and the dashboard's variables.
+        for catalog_value in CATALOG_VALUES[key]:
+            expect(offered(catalog_value)).to_have_count(1)
+        expect(offered("$region")).to_have_count(1)
+    row.locator(".filter-value").fill(value)
+
+
 def add_panel(
-    page: Page, *, title: str, kind: str = "line", group_by: str = "", variable_filter: bool = False
+    page: Page,
+    *,
+    title: str,
+    kind: str = "line",
+    group_by: str = "",
+    filters: tuple[tuple[str, str, str], ...] = (),
 ) -> None:
     page.click("#add-panel")
     expect(page.locator("#panel-editor")).to_be_visible()
@@ -77,10 +116,8 @@ def add_panel(
     page.dispatch_event("#pe-metric", "change")
     expect(page.locator("#pe-group-by option[value=region]")).to_have_count(1)
     page.select_option("#pe-agg", "sum")
-    if variable_filter:
-        page.click("#pe-add-filter")
-        page.fill(".filter-row .filter-key", "region")
-        page.fill(".filter-row .filter-value", "$region")
+    for key, op, value in filters:
+        add_filter(page, key=key, op=op, value=value)
     if group_by:
         page.select_option("#pe-group-by", group_by)
         page.fill("#pe-limit", "5")
@@ -116,11 +153,16 @@ def test_editor_builds_a_dashboard_and_restores_a_version(
     expect(page.locator("body")).to_have_attribute("data-editor-ready", "1")
 
     page.click("#open-settings")
+    # Version 1 is the empty dashboard under its first title; the saves below rename it.
+    page.fill("#st-title", "Built in the browser: traffic")
     page.fill("#st-description", "made by the browser test")
     page.click("#st-add-variable")
     row = page.locator(".variable-row").first
     row.locator(".var-name").fill("region")
     row.locator(".var-metric").fill("http.requests")
+    row.locator(".var-metric").dispatch_event("change")
+    # The variable's tag key is offered from the metric's keys in the catalog.
+    expect(row.locator('datalist option[value="region"]')).to_have_count(1)
     row.locator(".var-tag").fill("bad key with $")  # accepted: any tag text is a key
     row.locator(".var-tag").fill("region")
     page.fill("#st-from", "yesterday")
@@ -131,8 +173,14 @@ def test_editor_builds_a_dashboard_and_restores_a_version(
     page.click("#st-apply")
     expect(page.locator("#settings-editor")).to_be_hidden()
 
-    add_panel(page, title="Requests in region", variable_filter=True)
-    add_panel(page, title="Requests by endpoint", kind="stacked_bar", group_by="endpoint")
+    add_panel(page, title="Requests in region", filters=(("region", "=", "$region"),))
+    add_panel(
+        page,
+        title="Requests by endpoint",
+        kind="stacked_bar",
+        group_by="endpoint",
+        filters=(("region", "in", "eu,us"), ("status", "!=", "500")),
+    )
     page.click("#add-panel")
     page.fill("#pe-bucket", "7s")
     page.fill("#pe-metric", "http.requests")
@@ -146,6 +194,17 @@ def test_editor_builds_a_dashboard_and_restores_a_version(
     page.click("#save-dashboard")
     expect(page.locator("#save-status")).to_have_text("Saved version 2")
     screenshot(page, artifacts_dir, "editor-04-three-panels")
+    slug = page.url.rstrip("/").split("/")[-2]
+    saved = dict(
+        Panel.objects.filter(
+            dashboard__project_id=site.project_id, dashboard__slug=slug
+        ).values_list("title", "filters")
+    )
+    assert saved == {
+        "Requests in region": ["region:$region"],
+        "Requests by endpoint": ["region:in(eu,us)", "status!=500"],
+        "Requests now": [],
+    }, saved
 
     # Resize the first panel from its corner handle, then drag the single stat down.
     item = page.locator("#edit-grid .grid-stack-item", has_text="Requests in region")
@@ -167,6 +226,7 @@ def test_editor_builds_a_dashboard_and_restores_a_version(
     expect(page.locator("body")).to_have_attribute("data-dirty", "1")
     moved = layout(page)
     assert moved["Requests in region"][2] != "6", moved
+    page.fill("#save-message", "moved and resized")
     page.click("#save-dashboard")
     expect(page.locator("#save-status")).to_have_text("Saved version 3")
     screenshot(page, artifacts_dir, "editor-05-moved-and-resized")
@@ -176,21 +236,127 @@ def test_editor_builds_a_dashboard_and_restores_a_version(
     screenshot(page, artifacts_dir, "editor-06-reloaded-same-layout")
     if os.environ.get("UPDATE_README_SCREENSHOT"):
         # Only on request: a normal run must not rewrite a tracked file.
+        page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=README_SHOT / "editor.png")
+    # A saved panel reopens in the editor with its filter as chosen, and its preview.
+    page.locator("#edit-grid .grid-stack-item", has_text="Requests in region").locator(
+        ".panel-edit"
+    ).click()
+    expect(page.locator("#panel-editor")).to_have_attribute("data-state", "ready")
+    expect(page.locator(".filter-row .filter-key")).to_have_value("region")
+    expect(page.locator(".filter-row .filter-value")).to_have_value("$region")
+    screenshot(page, artifacts_dir, "editor-07-panel-editor")
+    if os.environ.get("UPDATE_README_SCREENSHOT"):
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=README_SHOT / "panel-editor.png")
+    page.click("#pe-discard")
+    expect(page.locator("#panel-editor")).to_be_hidden()
 
     page.click("#done-editing")
     page.wait_for_url(re.compile(r".*/dashboards/built-in-the-browser[-0-9]*/$"))
+    expect(page.locator("#dashboard-title")).to_have_text("Built in the browser: traffic")
+    expect(page.locator("section.panel")).to_have_count(3)
     page.click("#history-link")
     expect(page.locator(".version-row")).to_have_count(3)
     page.check(".version-row[data-version='1'] input[name=a]")
     page.check(".version-row[data-version='3'] input[name=b]")
     page.click("#compare-versions")
+    expect(page.locator("#diff-added li")).to_have_count(3)
     expect(page.locator("#diff-added")).to_contain_text("Requests in region")
-    screenshot(page, artifacts_dir, "editor-07-history-diff")
+    title_change = page.locator(".diff-dashboard", has_text="title")
+    expect(title_change).to_contain_text("Built in the browser")
+    expect(title_change).to_contain_text("Built in the browser: traffic")
+    screenshot(page, artifacts_dir, "editor-08-history-diff")
     page.click(".restore-button[data-version='1']")
     page.wait_for_url(re.compile(r".*/dashboards/built-in-the-browser[-0-9]*/$"))
+    # The page shows version 1: its title, no panels, none of version 2's settings.
+    expect(page.locator("#dashboard-title")).to_have_text("Built in the browser")
     expect(page.locator("#no-panels")).to_be_visible()
-    screenshot(page, artifacts_dir, "editor-08-restored-version-1")
+    expect(page.locator("section.panel")).to_have_count(0)
+    expect(page.locator(".variable-select")).to_have_count(0)
+    screenshot(page, artifacts_dir, "editor-09-restored-version-1")
+    # Restoring wrote a new version; the versions it replaced are still there.
+    page.click("#history-link")
+    expect(page.locator(".version-row")).to_have_count(4)
+    restored = page.locator(".version-row[data-version='4']")
+    expect(restored).to_contain_text("restored version 1")
+    expect(restored).to_contain_text("(current)")
+    expect(restored).to_contain_text(editors[0])
+    expect(page.locator(".version-row[data-version='3']")).to_contain_text("moved and resized")
+    assert not errors, errors
+    context.close()
+
+
+# Each y-axis label of a panel's chart, and whether it lies wholly inside the chart's SVG.
+ROW_LABELS_JS = """
+(section) => {
+  const svg = section.querySelector('svg.main-svg').getBoundingClientRect();
+  return Array.from(section.querySelectorAll('g.ytick text'), (text) => {
+    const box = text.getBoundingClientRect();
+    return {text: text.textContent, inside: box.left >= svg.left && box.right <= svg.right};
+  });
+}
+"""
+
+
+def test_leaving_with_unsaved_changes_asks_first(
+    browser: Browser, server: str, editors: list[str], artifacts_dir: Path
+) -> None:
+    """Unsaved edits stay in the open editor and leaving asks first; once saved, it does not."""
+    context = login(browser, server, editors[0])
+    page = context.new_page()
+    errors = watch_errors(page)
+    dialogs: list[tuple[str, str]] = []
+
+    def stay(dialog: Dialog) -> None:
+        dialogs.append((dialog.type, dialog.message))
+        dialog.dismiss()  # "Stay on this page" / "Cancel"
+
+    page.on("dialog", stay)
+    page.goto("/dashboards/")
+    page.fill("#new-dashboard-title", "Built to leave")
+    page.click("#new-dashboard")
+    page.wait_for_url("**/edit/")
+    edit_url = page.url
+    expect(page.locator("body")).to_have_attribute("data-editor-ready", "1")
+    add_panel(page, title="Requests, not saved yet", kind="heatmap", group_by="endpoint")
+    expect(page.locator("body")).to_have_attribute("data-dirty", "1")
+    wait_drawn(page, 1)
+    # The heatmap's row labels are drawn whole (the left margin grows to fit them).
+    labels = page.locator("#edit-grid section.panel").evaluate(ROW_LABELS_JS)
+    assert sorted(label["text"] for label in labels) == ["/api/items", "/checkout"], labels
+    assert all(label["inside"] for label in labels), labels
+
+    # A link out of the editor: the browser's leave-page prompt (beforeunload).
+    with page.expect_event("dialog") as leaving:
+        page.click("#nav-dashboards", no_wait_after=True)
+    assert leaving.value.type == "beforeunload"
+    # Closing the tab asks the same.
+    with page.expect_event("dialog") as closing:
+        page.close(run_before_unload=True)
+    assert closing.value.type == "beforeunload"
+    # The editor's own Done button asks in its words.
+    with page.expect_event("dialog") as done:
+        page.click("#done-editing", no_wait_after=True)
+    assert done.value.type == "confirm"
+    assert "unsaved changes" in done.value.message
+    # Having stayed each time, the edit is still there, unsaved.
+    assert not page.is_closed()
+    assert page.url == edit_url
+    expect(page.locator("#edit-grid section.panel .panel-title")).to_have_text(
+        "Requests, not saved yet"
+    )
+    expect(page.locator("body")).to_have_attribute("data-dirty", "1")
+    screenshot(page, artifacts_dir, "editor-10-unsaved-kept-after-prompt")
+    assert [kind for kind, _ in dialogs] == ["beforeunload", "beforeunload", "confirm"]
+
+    page.click("#save-dashboard")
+    expect(page.locator("#save-status")).to_have_text("Saved version 2")
+    expect(page.locator("body")).to_have_attribute("data-dirty", "0")
+    page.click("#nav-dashboards")
+    page.wait_for_url("**/dashboards/")
+    expect(page.locator(".dashboard-row", has_text="Built to leave")).to_have_count(1)
+    assert len(dialogs) == 3, dialogs  # saved: nothing asked
     assert not errors, errors
     context.close()
 

@@ -2,16 +2,24 @@
 
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from analytics.models import Membership, Project
 from dashboards.models import Dashboard, DashboardVersion
 from dashboards.versions import dashboard_document
+from tests.analytics.helpers_series import BASE, MINUTE, iso, write
+from tests.dashboards.conftest import RANGE
 
 pytestmark = pytest.mark.django_db
+
+PREVIEW_RANGE = urlencode(RANGE)
+EXPLORE_RANGE = {"from": iso(BASE), "to": iso(BASE + 24 * 60 * MINUTE)}
 
 
 def member(project: Project, name: str, role: str) -> Client:
@@ -293,3 +301,69 @@ def test_editor_endpoint_query_counts_do_not_grow_with_panels(
         assert editor.get(base(dashboard) + "history/").status_code == 200
     with django_assert_num_queries(5):
         assert editor.get(base(dashboard) + "history/?a=1&b=2").status_code == 200
+
+
+def _read_counts(editor: Client, dashboard: Dashboard) -> tuple[int, int]:
+    """Return the queries of one preview and of one Explore answer."""
+    slug = dashboard.project.slug
+    panel = panel_spec(group_by="region", filters=["region:$region"])
+    with CaptureQueriesContext(connection) as preview:
+        response = post_json(
+            editor,
+            base(dashboard) + "preview",
+            {"panel": panel, "variables": dashboard.variables, "params": PREVIEW_RANGE},
+        )
+        assert response.status_code == 200, response.content
+    with CaptureQueriesContext(connection) as explored:
+        response = editor.get(
+            f"/p/{slug}/explore/data", {**EXPLORE_RANGE, "metric": "http.requests"}
+        )
+        assert response.status_code == 200, response.content
+        assert [b["key"] for b in response.json()["breakdowns"]] == ["region", "status"]
+    return len(preview.captured_queries), len(explored.captured_queries)
+
+
+def test_preview_and_explore_query_counts_do_not_grow_with_series(editor, project, dashboard):
+    """The preview runs the panel data endpoint's 6 queries; Explore runs 7 plus 3 per tag key
+    it breaks down (at most 8); neither grows with the number of series."""
+    few = _read_counts(editor, dashboard)
+    for region in range(20):
+        write(project, "http.requests", {"region": f"r{region}", "status": "200"}, [(MINUTE, 1.0)])
+    many = _read_counts(editor, dashboard)
+    assert few == many
+    # preview: session, user, dashboard; series ids, pending minutes, rows (as panel data)
+    # explore: session, user, membership; 3 for the metric; tag keys; 3 per key (2 keys here)
+    assert few == (6, 7 + 3 * 2)
+
+
+def test_editor_write_endpoints_query_counts_are_pinned(
+    editor, project, dashboard, django_assert_num_queries
+):
+    """Explore page, create, duplicate, Add to dashboard, restore and delete run a fixed
+    number of queries (panels are written in bulk, whatever their number)."""
+    slug = project.slug
+    with django_assert_num_queries(4):
+        assert editor.get(f"/p/{slug}/explore/").status_code == 200
+    with django_assert_num_queries(10):
+        assert editor.post(f"/p/{slug}/dashboards/new", {"title": "Empty"}).status_code == 302
+    # Six panels copied in one INSERT.
+    with django_assert_num_queries(12):
+        assert editor.post(base(dashboard) + "duplicate").status_code == 302
+    # The first save of a dashboard made outside the editor also records its state as v1.
+    with django_assert_num_queries(18):
+        response = post_json(
+            editor, f"/p/{slug}/explore/add", {"dashboard": dashboard.slug, "panel": panel_spec()}
+        )
+        assert response.status_code == 201, response.content
+    with django_assert_num_queries(16):
+        response = post_json(
+            editor, f"/p/{slug}/explore/add", {"dashboard": dashboard.slug, "panel": panel_spec()}
+        )
+        assert response.status_code == 201, response.content
+    with django_assert_num_queries(13):
+        response = editor.post(base(dashboard) + "history/1/restore", {"base_version": "3"})
+        assert response.status_code == 302
+    assert dashboard.panels.count() == 6
+    with django_assert_num_queries(6):
+        assert editor.post(base(dashboard) + "delete").status_code == 302
+    assert not Dashboard.objects.filter(pk=dashboard.pk).exists()

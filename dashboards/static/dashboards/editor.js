@@ -187,7 +187,7 @@ const FIELDS = ["title", "metric", "agg", "group_by", "limit", "bucket", "fill",
 let editingKey = null; // null: a new panel
 let draft = null;
 let previewRun = 0;
-const keyValues = new Map(); // tag key -> [values] of the draft's metric
+const keyValues = new Map(); // `metric\0key\0search` -> [values] from the catalog
 
 function fillSelect(select, values) {
   select.innerHTML = "";
@@ -223,28 +223,39 @@ function valueListId(index) {
 }
 
 let filterRows = 0;
+// The catalog's tag keys of the draft's metric: the filter rows' key choices and group by.
+let catalogKeys = [];
+const VALUE_LIMIT = 200;
+
+/** Offer the catalog's keys in a filter row; a saved key the catalog lacks stays, marked. */
+function fillKeySelect(select, chosen) {
+  select.innerHTML = "";
+  select.add(new Option(catalogKeys.length ? "(tag key)" : "(pick a metric first)", ""));
+  for (const name of catalogKeys) select.add(new Option(name, name));
+  if (chosen && !catalogKeys.includes(chosen)) select.add(new Option(`${chosen} (not in the catalog)`, chosen));
+  select.value = chosen || "";
+}
 
 function addFilterRow(filter) {
   const index = filterRows++;
   const row = document.createElement("div");
   row.className = "filter-row";
   row.innerHTML = `
-    <input class="filter-key" list="pe-key-list" placeholder="tag key" aria-label="tag key">
+    <select class="filter-key" aria-label="tag key"></select>
     <select class="filter-op" aria-label="operator"><option value="=">=</option><option value="!=">!=</option><option value="in">in</option></select>
-    <input class="filter-value" placeholder="value, $variable, or a,b for in" aria-label="value">
+    <input class="filter-value" placeholder="value or $variable (in: a,b)" aria-label="value">
     <datalist></datalist>
     <button type="button" class="filter-remove" aria-label="remove filter">×</button>`;
   const list = row.querySelector("datalist");
   list.id = valueListId(index);
-  row.querySelector(".filter-value").setAttribute("list", list.id);
+  const keySelect = row.querySelector(".filter-key");
+  const valueInput = row.querySelector(".filter-value");
+  valueInput.setAttribute("list", list.id);
+  fillKeySelect(keySelect, filter ? filter.key : "");
   if (filter) {
-    row.querySelector(".filter-key").value = filter.key;
     row.querySelector(".filter-op").value = filter.op;
-    row.querySelector(".filter-value").value = filter.value;
+    valueInput.value = filter.value;
   }
-  const keyInput = row.querySelector(".filter-key");
-  const refreshValues = () => fillValueList(list, keyInput.value.trim());
-  keyInput.addEventListener("change", refreshValues);
   row.querySelector(".filter-remove").addEventListener("click", () => {
     row.remove();
     onDraftChange();
@@ -253,39 +264,75 @@ function addFilterRow(filter) {
     element.addEventListener("input", onDraftChange);
     element.addEventListener("change", onDraftChange);
   }
+  keySelect.addEventListener("change", () => fillValueList(row));
+  row.querySelector(".filter-op").addEventListener("change", () => fillValueList(row));
+  // `in` completes the value after the last comma; a key with more values than one
+  // answer holds is searched as the text grows.
+  valueInput.addEventListener("input", () => searchValues(row));
   $("pe-filters").appendChild(row);
-  refreshValues();
+  fillValueList(row);
   return row;
 }
 
-async function fillValueList(list, key) {
-  list.innerHTML = "";
-  // Dashboard variables are offered as values: `$region` follows the variable's choice.
-  for (const variable of doc.variables || []) list.appendChild(new Option(`$${variable.name}`, `$${variable.name}`));
-  if (!key || !draft || !draft.metric) return;
-  if (!keyValues.has(key)) {
-    const body = await getJson(config.urls.tagValues, { project: config.project, metric: draft.metric, key, limit: "200" });
-    keyValues.set(key, body ? body.values.map((entry) => entry.name) : []);
+async function catalogValues(metric, key, search) {
+  const cacheKey = `${metric}\u0000${key}\u0000${search}`;
+  if (!keyValues.has(cacheKey)) {
+    const body = await getJson(config.urls.tagValues, {
+      project: config.project, metric, key, search, limit: String(VALUE_LIMIT),
+    });
+    keyValues.set(cacheKey, body ? body.values.map((entry) => entry.name) : []);
   }
-  for (const value of keyValues.get(key)) list.appendChild(new Option(value, value));
+  return keyValues.get(cacheKey);
 }
+
+/** Fill a row's suggestions: the dashboard's variables (for = and !=) and the key's values
+ *  from the catalog; for `in`, each suggestion is the list typed so far plus one more value. */
+async function fillValueList(row) {
+  const list = row.querySelector("datalist");
+  const key = row.querySelector(".filter-key").value;
+  const op = row.querySelector(".filter-op").value;
+  const typed = row.querySelector(".filter-value").value;
+  const head = op === "in" && typed.includes(",") ? typed.slice(0, typed.lastIndexOf(",") + 1) : "";
+  const fragment = (op === "in" ? typed.slice(head.length) : typed).trim();
+  let values = [];
+  const metric = draft ? draft.metric : "";
+  if (key && metric) {
+    values = await catalogValues(metric, key, "");
+    // The first answer was cut at the limit: ask the catalog for what is being typed.
+    if (values.length >= VALUE_LIMIT && fragment && !fragment.startsWith("$")) {
+      values = await catalogValues(metric, key, fragment);
+    }
+  }
+  if (row.querySelector(".filter-key").value !== key || row.querySelector(".filter-op").value !== op) return;
+  list.innerHTML = "";
+  if (op !== "in") {
+    // Dashboard variables are offered as values: `$region` follows the variable's choice.
+    for (const variable of doc.variables || []) {
+      list.appendChild(new Option(`variable ${variable.label || variable.name} (${variable.tag})`, `$${variable.name}`));
+    }
+    for (const value of values) list.appendChild(new Option(value, value));
+    return;
+  }
+  const chosen = new Set(head.split(",").map((value) => value.trim()).filter(Boolean));
+  for (const value of values) if (!chosen.has(value)) list.appendChild(new Option(value, `${head}${value}`));
+}
+
+const searchValues = debounce((row) => fillValueList(row), SEARCH_DEBOUNCE_MS);
 
 async function loadTagKeys(metric) {
   keyValues.clear();
   const groupBy = $("pe-group-by");
   const chosen = draft ? draft.group_by : "";
   const keys = metric ? await getJson(config.urls.tagKeys, { project: config.project, metric }) : null;
-  const names = keys ? keys.keys.map((entry) => entry.name) : [];
+  catalogKeys = keys ? keys.keys.map((entry) => entry.name) : [];
   groupBy.innerHTML = "";
   groupBy.add(new Option("(none)", ""));
-  for (const name of names) groupBy.add(new Option(name, name));
-  if (chosen && !names.includes(chosen)) groupBy.add(new Option(chosen, chosen));
+  for (const name of catalogKeys) groupBy.add(new Option(name, name));
+  if (chosen && !catalogKeys.includes(chosen)) groupBy.add(new Option(chosen, chosen));
   groupBy.value = chosen || "";
-  const keyList = $("pe-key-list");
-  keyList.innerHTML = "";
-  for (const name of names) keyList.appendChild(new Option(name, name));
   for (const row of $("pe-filters").querySelectorAll(".filter-row")) {
-    fillValueList(row.querySelector("datalist"), row.querySelector(".filter-key").value.trim());
+    fillKeySelect(row.querySelector(".filter-key"), row.querySelector(".filter-key").value);
+    fillValueList(row);
   }
 }
 
@@ -437,6 +484,8 @@ function closePanelEditor() {
 
 // --- Settings ------------------------------------------------------------------------------
 
+let variableRows = 0;
+
 function addVariableRow(variable) {
   const row = document.createElement("div");
   row.className = "variable-row";
@@ -445,6 +494,7 @@ function addVariableRow(variable) {
     <input class="var-label" placeholder="label" aria-label="label">
     <input class="var-metric" placeholder="metric" list="pe-metric-list" aria-label="metric">
     <input class="var-tag" placeholder="tag key" aria-label="tag key">
+    <datalist></datalist>
     <label><input type="checkbox" class="var-multi"> multi</label>
     <input class="var-default" placeholder="default values" aria-label="default values">
     <button type="button" class="var-remove" aria-label="remove variable">×</button>`;
@@ -456,6 +506,18 @@ function addVariableRow(variable) {
   row.querySelector(".var-multi").checked = v.multi !== false;
   row.querySelector(".var-default").value = (v.default || []).join(",");
   row.querySelector(".var-metric").addEventListener("input", (event) => searchMetrics(event.target.value));
+  // The tag key is offered from the catalog's keys of the variable's metric.
+  const tagList = row.querySelector("datalist");
+  tagList.id = `st-tag-keys-${variableRows++}`;
+  row.querySelector(".var-tag").setAttribute("list", tagList.id);
+  const offerKeys = async () => {
+    const metric = row.querySelector(".var-metric").value.trim();
+    const body = metric ? await getJson(config.urls.tagKeys, { project: config.project, metric }) : null;
+    tagList.innerHTML = "";
+    for (const entry of body ? body.keys : []) tagList.appendChild(new Option(entry.name, entry.name));
+  };
+  row.querySelector(".var-metric").addEventListener("change", offerKeys);
+  offerKeys();
   row.querySelector(".var-remove").addEventListener("click", () => row.remove());
   $("st-variables").appendChild(row);
 }
