@@ -16,7 +16,7 @@ from analytics.queries.catalog import tag_keys
 from analytics.queries.series import AGGS, SeriesQuery, SeriesResult, series_buckets
 from analytics.refusals import Refusal, invalid
 from analytics.series_params import format_width, parse_bucket, parse_filter, parse_time
-from dashboards.figures import Figure, SeriesData, panel_figure
+from dashboards.figures import Figure, panel_figure, series_data
 
 MAX_FILTERS = 20
 MAX_BREAKDOWNS = 8
@@ -84,15 +84,7 @@ class ExploreAnswer:
 
 
 def _figure(result: SeriesResult, unit: str = "") -> Figure:
-    data = SeriesData(
-        metric=result.metric,
-        agg=result.agg,
-        bucket_ms=int(result.bucket.total_seconds() * 1000),
-        times=result.times,
-        series=result.series,
-        partial_last=result.partial_last,
-        unit=unit,
-    )
+    data = series_data(result, unit=unit)
     figure = panel_figure("line", data, title="")
     figure["layout"]["margin"] = {"l": 50, "r": 10, "t": 10, "b": 30}
     return figure

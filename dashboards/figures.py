@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     # Only the type: this module stays free of Django at run time.
-    from analytics.queries.series import SeriesLine
+    from analytics.queries.series import SeriesLine, SeriesResult
 
 Figure = dict[str, Any]
 
@@ -31,6 +31,23 @@ class SeriesData:
     partial_last: bool = False  # the last bucket is still filling (the range ends at now)
     unit: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def series_data(
+    result: "SeriesResult", *, unit: str = "", with_previous: bool = False
+) -> SeriesData:
+    """Return what a chart draws from one series answer (the previous period only if asked)."""
+    previous = result.compare.series if with_previous and result.compare else None
+    return SeriesData(
+        metric=result.metric,
+        agg=result.agg,
+        bucket_ms=int(result.bucket.total_seconds() * 1000),
+        times=result.times,
+        series=result.series,
+        previous=previous,
+        partial_last=result.partial_last,
+        unit=unit,
+    )
 
 
 def with_gaps(

@@ -31,8 +31,8 @@ from dashboards.figures import (
     ALWAYS_COMPARING_KIND,
     PREVIOUS_PERIOD_KINDS,
     Figure,
-    SeriesData,
     panel_figure,
+    series_data,
 )
 from dashboards.models import Dashboard, Panel, Refresh, filter_variable
 
@@ -239,17 +239,7 @@ def panel_data(panel: Panel, state: ViewState) -> PanelData:
     statements: list[str] = []
     with _recording_sql(statements):
         result = series_buckets(query)
-    previous = result.compare.series if result.compare else None
-    data = SeriesData(
-        metric=result.metric,
-        agg=result.agg,
-        bucket_ms=int(result.bucket.total_seconds() * 1000),
-        times=result.times,
-        series=result.series,
-        previous=previous if panel.kind in PREVIOUS_PERIOD_KINDS else None,
-        partial_last=result.partial_last,
-        unit=panel.unit,
-    )
+    data = series_data(result, unit=panel.unit, with_previous=panel.kind in PREVIOUS_PERIOD_KINDS)
     # The panel's header carries the title; the chart keeps its room for the data.
     figure = panel_figure(panel.kind, data, title="")
     figure["layout"]["margin"] = {**figure["layout"].get("margin", {}), "t": 10}
