@@ -15,10 +15,9 @@ from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from analytics.refusals import Refusal, error_body
+from analytics.refusals import Refusal, database_unavailable, error_body
 
 logger = logging.getLogger(__name__)
-DATABASE_RETRY_AFTER_S = 5
 
 # Every refusal: `{"error": "...", "detail": [{"field": ..., "error": ...}]}`.
 ERROR_BODY = inline_serializer(
@@ -69,11 +68,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return refusal_response(exc)
     if isinstance(exc, (OperationalError, psycopg.OperationalError)):
         logger.warning("database unavailable: %s", str(exc).strip())
-        return Response(
-            error_body("the database is unavailable; nothing was written, retry later"),
-            status=503,
-            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
-        )
+        return refusal_response(database_unavailable())
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

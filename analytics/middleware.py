@@ -4,11 +4,15 @@ Which views are timed or count as ingestion is declared by the views themselves
 (`analytics.endpoints`), never listed here.
 """
 
+import logging
 import time
 from collections.abc import Callable
 
 import orjson
+import psycopg
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
 
 from analytics.endpoints import endpoint_names
 from analytics.platform_metrics import (
@@ -17,7 +21,14 @@ from analytics.platform_metrics import (
     record_platform_metric,
     request_project_id,
 )
-from analytics.refusals import Refusal
+from analytics.refusals import Refusal, database_unavailable
+
+logger = logging.getLogger(__name__)
+
+# A database that cannot be reached, or a connection lost mid-request (a restart, a
+# failover, a terminated backend): nothing was committed, and a retry may succeed. The
+# COPY path works on the raw psycopg connection, whose errors Django does not wrap.
+DATABASE_LOST = (OperationalError, InterfaceError, psycopg.OperationalError)
 
 
 class PlatformMetricsMiddleware:
@@ -58,7 +69,9 @@ class RefusalMiddleware:
     """Answer a Refusal raised in a plain Django view as the API's JSON error body.
 
     DRF views render refusals in their exception handler; this is the same answer for the
-    views of the pages (panel data, CSV) that are not DRF views.
+    views of the pages (panel data, CSV) that are not DRF views. A lost database is
+    answered as the API answers it, 503 with Retry-After, never a 500: as JSON, or as a
+    page to a browser that navigated to one.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -68,9 +81,35 @@ class RefusalMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not isinstance(exception, Refusal):
-            return None
-        return refusal_http_response(exception)
+        if isinstance(exception, Refusal):
+            return refusal_http_response(exception)
+        if isinstance(exception, DATABASE_LOST):
+            logger.warning("database unavailable: %s", str(exception).strip())
+            refusal = database_unavailable()
+            if _wants_page(request):
+                return _unavailable_page(refusal)
+            return refusal_http_response(refusal)
+        return None
+
+
+def _wants_page(request: HttpRequest) -> bool:
+    """Whether the client asked for HTML by name: a browser's navigation, not a fetch()."""
+    return "text/html" in request.headers.get("Accept", "") and not request.path.startswith("/api/")
+
+
+def _unavailable_page(refusal: Refusal) -> HttpResponse:
+    # Rendered without the request: the context processors (the user, the session)
+    # would ask the very database that is gone.
+    response = HttpResponse(
+        render_to_string(
+            "analytics/unavailable.html", {"retry_after": refusal.headers["Retry-After"]}
+        ),
+        status=refusal.status,
+        content_type="text/html; charset=utf-8",
+    )
+    for name, value in refusal.headers.items():
+        response[name] = value
+    return response
 
 
 def refusal_http_response(refusal: Refusal) -> HttpResponse:

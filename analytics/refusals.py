@@ -9,6 +9,9 @@ the API's exception handler (`analytics.api_errors`) and, for plain Django views
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+# What a client told "the database is unavailable" should wait before it retries.
+DATABASE_RETRY_AFTER_S = 5
+
 
 def error_body(error: str, detail: Sequence[Any] | None = None) -> dict[str, Any]:
     """Return the platform's error body."""
@@ -62,3 +65,12 @@ def invalid(field: str, reason: str) -> Refusal:
 def not_found(error: str) -> Refusal:
     """Return the 404 saying what was not found."""
     return Refusal(404, error)
+
+
+def database_unavailable() -> Refusal:
+    """Return the 503 of a database that cannot be reached: nothing was written, retry later."""
+    return Refusal(
+        503,
+        "the database is unavailable; nothing was written, retry later",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )

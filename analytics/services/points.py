@@ -204,12 +204,22 @@ _COPY_TYPES = ["timestamptz", "int8", "float8", "text"]
 def _copy_rows(
     cursor: psycopg.Cursor[Any], table: str, rows: Iterable[tuple[datetime, int, float, str | None]]
 ) -> None:
-    with cursor.copy(
-        f"COPY {table} (time, series_id, value, event_id) FROM STDIN (FORMAT BINARY)"
-    ) as copy:
-        copy.set_types(_COPY_TYPES)
-        for row in rows:
-            copy.write_row(row)
+    try:
+        with cursor.copy(
+            f"COPY {table} (time, series_id, value, event_id) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(_COPY_TYPES)
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.Error as exc:
+        if not cursor.connection.broken or isinstance(exc, psycopg.OperationalError):
+            raise
+        # Through PgBouncer, a backend terminated mid-COPY answers the COPY with two
+        # errors (the server's FATAL, then PgBouncer's "server conn crashed?"), which
+        # psycopg reports as ProgrammingError("COPY cannot be mixed with other
+        # operations"). The connection, and its transaction, are gone: nothing was
+        # stored and a retry may succeed, which is what OperationalError (503) says.
+        raise psycopg.OperationalError(f"the connection was lost during COPY: {exc}") from exc
 
 
 def _insert_deduplicated(

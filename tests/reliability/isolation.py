@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import orjson
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from tests.reliability.tenants import Tenant
@@ -128,6 +129,61 @@ class World:
 
 
 Body = Callable[[Tenant], tuple[bytes, str]]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An answer as the checks read it, from the test client or from a live server."""
+
+    status: int
+    location: str | None
+    body: bytes
+
+
+Send = Callable[[Principal, Call], Reply]
+
+
+def other(world: World, tenant: Tenant) -> Tenant:
+    return world.intruder if tenant is world.owner else world.owner
+
+
+def leaks(world: World, who: Principal, body: bytes) -> str | None:
+    """Return the marker of a tenant the principal must not see that `body` holds, if any."""
+    foreign = [world.owner, world.intruder] if who.tenant is None else [other(world, who.tenant)]
+    for tenant in foreign:
+        if tenant.marker.encode() in body:
+            return tenant.marker
+    return None
+
+
+def check(world: World, case: Case, reply: Reply, send: Send) -> list[str]:
+    """Return what is wrong with `reply` to `case` (empty when it is exactly as expected)."""
+    expect, body = case.expect, reply.body
+    problems = []
+    if reply.status != expect.status:
+        problems.append(f"status {reply.status}, expected {expect.status}")
+    if expect.error is not None:
+        try:
+            error = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            error = None
+        if not isinstance(error, dict) or error.get("error") != expect.error:
+            problems.append(f"error {error!r}, expected {expect.error!r}")
+        elif case.call.path.startswith("/api/v2/write") and error.get("message") != expect.error:
+            problems.append(f"InfluxDB message {error.get('message')!r}, expected the error")
+    if expect.location is not None and reply.location != expect.location:
+        problems.append(f"Location {reply.location!r}, expected {expect.location!r}")
+    if expect.like is not None:
+        missing = send(case.who, Call("GET", expect.like))
+        if (missing.status, missing.body) != (reply.status, body):
+            problems.append(f"differs from the answer for {expect.like} ({missing.status})")
+    if expect.shows is not None and expect.shows.encode() not in body:
+        problems.append(f"does not show {expect.shows!r}")
+    if expect.body is not None and orjson.loads(body) != expect.body:
+        problems.append(f"body {body[:200]!r}, expected {expect.body!r}")
+    if 200 <= reply.status < 300 and (marker := leaks(world, case.who, body)):
+        problems.append(f"shows the other tenant's {marker!r}")
+    return problems
 
 
 @dataclass(frozen=True)

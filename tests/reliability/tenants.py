@@ -152,19 +152,25 @@ def build_tenant(
     )
 
 
-def tenant_rows(tenant: Tenant) -> dict[str, Any]:
-    """Return counts of everything the tenant owns, to show that nothing was written into it."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """SELECT (SELECT count(*) FROM analytics_series WHERE project_id = %(p)s),
-                      (SELECT count(*) FROM points p JOIN analytics_series s ON s.id = p.series_id
-                        WHERE s.project_id = %(p)s),
-                      (SELECT count(*) FROM embeddings_item WHERE project_id = %(p)s),
-                      (SELECT count(*) FROM dashboards_dashboard WHERE project_id = %(p)s),
-                      (SELECT count(*) FROM analytics_apikey WHERE project_id = %(p)s)""",
-            {"p": tenant.project_id},
-        )
-        row = cursor.fetchone()
+def tenant_rows(tenant: Tenant, *, cursor: Any = None) -> dict[str, Any]:
+    """Return counts of everything the tenant owns, to show that nothing was written into it.
+
+    `cursor`: a DB-API cursor on the database that holds the tenant (a live server's
+    own), else Django's connection's.
+    """
+    if cursor is None:
+        with connection.cursor() as own:
+            return tenant_rows(tenant, cursor=own)
+    cursor.execute(
+        """SELECT (SELECT count(*) FROM analytics_series WHERE project_id = %(p)s),
+                  (SELECT count(*) FROM points p JOIN analytics_series s ON s.id = p.series_id
+                    WHERE s.project_id = %(p)s),
+                  (SELECT count(*) FROM embeddings_item WHERE project_id = %(p)s),
+                  (SELECT count(*) FROM dashboards_dashboard WHERE project_id = %(p)s),
+                  (SELECT count(*) FROM analytics_apikey WHERE project_id = %(p)s)""",
+        {"p": tenant.project_id},
+    )
+    row = cursor.fetchone()
     assert row is not None
     return dict(zip(("series", "points", "items", "dashboards", "api_keys"), row, strict=True))
 

@@ -6,6 +6,7 @@ serving. The fast variants run in `make test`; `make test-full` runs the `slow` 
 """
 
 import random
+import signal
 import socket
 import threading
 import time
@@ -23,7 +24,13 @@ from tests.reliability.clients import (
     request,
     wait_until,
 )
-from tests.reliability.stack import CONNECT_TIMEOUT_S, PrivateStack, Tenant, serving
+from tests.reliability.stack import (
+    CONNECT_TIMEOUT_S,
+    THROUGH_PGBOUNCER,
+    PrivateStack,
+    Tenant,
+    serving,
+)
 
 # Seconds an answer may take beyond DATABASE_CONNECT_TIMEOUT while the database is away.
 MARGIN_S = 3
@@ -119,6 +126,28 @@ def test_repeated_postgres_crashes_store_each_event_once(stack, seed):
 @pytest.mark.parametrize("fault", ["crash", "terminate"])
 def test_connection_lost_in_the_middle_of_a_copy_is_503_and_the_retry_stores_once(stack, fault):
     """A batch's COPY cut off (server crash, or its backend terminated): 503 not 500; retry stores once."""
+    _cut_off_a_copy(stack, stack.web_port, fault)
+
+
+def test_backend_terminated_mid_copy_through_pgbouncer_is_503_and_the_retry_stores_once(stack):
+    """Through PgBouncer, a backend terminated mid-COPY: 503 with Retry-After, not 500; retry stores once."""
+    # PgBouncer answers that COPY with two errors (the server's, then its own "server
+    # conn crashed?"), which psycopg reports as a ProgrammingError: a direct connection
+    # never shows it, so this runs through PgBouncer whatever FAULTS_THROUGH_PGBOUNCER says.
+    own_pgbouncer = not stack.pgbouncer.running()
+    if own_pgbouncer:
+        stack.start_pgbouncer()
+    try:
+        env = stack.app_env(DATABASE_URL=stack.pgbouncer_url, DATABASE_PGBOUNCER="1")
+        with serving(stack, env, "web-pgbouncer") as port:
+            _cut_off_a_copy(stack, port, "terminate")
+    finally:
+        if own_pgbouncer and not THROUGH_PGBOUNCER:
+            stack.pgbouncer.stop(signal.SIGINT)
+
+
+def _cut_off_a_copy(stack: PrivateStack, port: int, fault: str) -> None:
+    """Cut a batch's COPY off on `port` by `fault`; check the 503, that nothing was stored, the retry."""
     tenant = stack.new_tenant()
     (batch,) = make_batches(f"copy-{fault}-{random.getrandbits(32):08x}", count=1, size=200)
     answers: list[Any] = []
@@ -128,7 +157,7 @@ def test_connection_lost_in_the_middle_of_a_copy_is_503_and_the_retry_stores_onc
     locker.execute("BEGIN")
     locker.execute("LOCK TABLE points IN SHARE MODE")
     sender = threading.Thread(
-        target=lambda: answers.append(_post(stack.web_port, tenant, batch.body, batch.key))
+        target=lambda: answers.append(_post(port, tenant, batch.body, batch.key))
     )
     sender.start()
     assert wait_until(lambda: stack.blocked_backends("COPY points%"), timeout=15)
@@ -150,12 +179,17 @@ def test_connection_lost_in_the_middle_of_a_copy_is_503_and_the_retry_stores_onc
 
     if fault == "crash":
         stack.start_postgres()
+    # Nothing of the batch was stored half-way: neither its points nor its new series.
+    assert stack.event_id_counts(tenant) == {}
+    assert stack.sql(
+        "SELECT count(*) FROM analytics_series WHERE project_id = %s", [tenant.project_id]
+    ) == [(0,)]
     assert wait_until(
-        lambda: _post(stack.web_port, tenant, batch.body, batch.key).status == 200,
+        lambda: _post(port, tenant, batch.body, batch.key).status == 200,
         timeout=15,
         interval=0.2,
     )
-    retry = _post(stack.web_port, tenant, batch.body, batch.key)
+    retry = _post(port, tenant, batch.body, batch.key)
     assert retry.headers.get("idempotent-replayed") == "true"
     assert retry.json()["accepted"] == len(batch.event_ids)
     assert stack.event_id_counts(tenant) == dict.fromkeys(batch.event_ids, 1)

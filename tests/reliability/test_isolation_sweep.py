@@ -9,7 +9,7 @@ variant (`make test-full`) also sends every HTTP method as every principal.
 """
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -20,7 +20,18 @@ from django.http import HttpResponseBase, StreamingHttpResponse
 from django.test import Client
 
 from analytics.services.rollups import refresh_rollups
-from tests.reliability.isolation import METHODS, Call, Case, Principal, World, url_patterns
+from tests.reliability.isolation import (
+    METHODS,
+    Call,
+    Case,
+    Principal,
+    Reply,
+    Send,
+    World,
+    check,
+    leaks,
+    url_patterns,
+)
 from tests.reliability.isolation_routes import EXEMPT, ROUTES
 from tests.reliability.tenants import (
     POINTS_PER_SERIES,
@@ -31,8 +42,6 @@ from tests.reliability.tenants import (
     remove_tenant,
     tenant_rows,
 )
-
-Send = Callable[[Principal, Call], HttpResponseBase]
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +74,15 @@ def send(db: None, tenants: tuple[Tenant, Tenant]) -> Send:
     def client_for(who: Principal) -> Client:
         return clients.setdefault(who, Client())
 
-    def send(who: Principal, call: Call) -> HttpResponseBase:
+    def send(who: Principal, call: Call) -> Reply:
         headers = {}
         if who.tenant is not None and who.kind != "session":
             secret = getattr(who.tenant, "rw_key" if who.kind == "key" else who.kind)
             headers["Authorization"] = f"Bearer {secret}"
-        return client_for(who).generic(
+        response = client_for(who).generic(
             call.method, call.path, call.body, content_type=call.content_type, headers=headers
         )
+        return Reply(response.status_code, response.get("Location"), content(response))
 
     return send
 
@@ -83,55 +93,11 @@ def content(response: HttpResponseBase) -> bytes:
     return bytes(response.content)  # type: ignore[attr-defined]
 
 
-def other(world: World, tenant: Tenant) -> Tenant:
-    return world.intruder if tenant is world.owner else world.owner
-
-
-def leaks(world: World, who: Principal, body: bytes) -> str | None:
-    """Return the marker of a tenant the principal must not see that `body` holds, if any."""
-    foreign = [world.owner, world.intruder] if who.tenant is None else [other(world, who.tenant)]
-    for tenant in foreign:
-        if tenant.marker.encode() in body:
-            return tenant.marker
-    return None
-
-
-def check(world: World, case: Case, response: HttpResponseBase, send: Send) -> list[str]:
-    """Return what is wrong with `response` to `case` (empty when it is exactly as expected)."""
-    expect, body = case.expect, content(response)
-    problems = []
-    if response.status_code != expect.status:
-        problems.append(f"status {response.status_code}, expected {expect.status}")
-    if expect.error is not None:
-        try:
-            error = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            error = None
-        if not isinstance(error, dict) or error.get("error") != expect.error:
-            problems.append(f"error {error!r}, expected {expect.error!r}")
-        elif case.call.path.startswith("/api/v2/write") and error.get("message") != expect.error:
-            problems.append(f"InfluxDB message {error.get('message')!r}, expected the error")
-    if expect.location is not None and response.get("Location") != expect.location:
-        problems.append(f"Location {response.get('Location')!r}, expected {expect.location!r}")
-    if expect.like is not None:
-        missing = send(case.who, Call("GET", expect.like))
-        if (missing.status_code, content(missing)) != (response.status_code, body):
-            problems.append(f"differs from the answer for {expect.like} ({missing.status_code})")
-    if expect.shows is not None and expect.shows.encode() not in body:
-        problems.append(f"does not show {expect.shows!r}")
-    if expect.body is not None and orjson.loads(body) != expect.body:
-        problems.append(f"body {body[:200]!r}, expected {expect.body!r}")
-    if 200 <= response.status_code < 300 and (marker := leaks(world, case.who, body)):
-        problems.append(f"shows the other tenant's {marker!r}")
-    return problems
-
-
 def run_case(world: World, case: Case, send: Send) -> list[str]:
     """Send `case` in a savepoint rolled back afterwards; a refusal must have written nothing."""
     before = {tenant.marker: tenant_rows(tenant) for tenant in (world.owner, world.intruder)}
     with transaction.atomic():
-        response = send(case.who, case.call)
-        problems = check(world, case, response, send)
+        problems = check(world, case, send(case.who, case.call), send)
         if case.expect.status >= 300 or case.who.tenant is world.intruder:
             for tenant in (world.owner, world.intruder):
                 if case.expect.status < 300 and tenant is world.intruder:
@@ -172,10 +138,10 @@ def test_exempt_patterns_hold_no_tenant_data(route, tenants, send):
     """The exempt pages answer every principal without a name of the other tenant."""
     world = worlds(tenants)[0]
     for who in world.everyone():
-        response = send(who, Call("GET", "/" + route))
+        reply = send(who, Call("GET", "/" + route))
         # 503: /healthz of an unhealthy platform (no beat refreshes the worker heartbeat here).
-        assert response.status_code in (200, 302, 503), (str(who), response.status_code)
-        assert leaks(world, who, content(response)) is None, str(who)
+        assert reply.status in (200, 302, 503), (str(who), reply.status)
+        assert leaks(world, who, reply.body) is None, str(who)
 
 
 def _values(answer: Any, key: str) -> list[float]:
@@ -188,15 +154,15 @@ def test_shared_metric_and_item_names_answer_only_own_values(tenants, send):
         who = Principal("key", tenant)
         for agg in ("min", "max"):
             series = send(who, Call("GET", f"/api/v1/series?metric={SHARED_METRIC}&agg={agg}"))
-            assert series.status_code == 200, content(series)
-            values = _values(orjson.loads(content(series)), "series")
+            assert series.status == 200, series.body
+            values = _values(orjson.loads(series.body), "series")
             assert values, "the shared metric has no points in range"
             assert set(values) == {tenant.shared_value}
         similar = send(
             who, Call("GET", f"/api/v1/items/{tenant.items[0]}/similar?trend={SHARED_METRIC}")
         )
-        assert similar.status_code == 200, content(similar)
-        results = orjson.loads(content(similar))["results"]
+        assert similar.status == 200, similar.body
+        results = orjson.loads(similar.body)["results"]
         assert {result["external_id"] for result in results} == set(tenant.items[1:])
         (shared,) = [result for result in results if result["external_id"] == SHARED_ITEM]
         sums = [value for value in shared["trend"] if value]
@@ -233,8 +199,8 @@ def _invariants(
     before = {tenant.marker: tenant_rows(tenant) for tenant in (world.owner, world.intruder)}
     problems = []
     with transaction.atomic():
-        response = send(who, call)
-        status, body = response.status_code, content(response)
+        reply = send(who, call)
+        status, body = reply.status, reply.body
         outsider = who.tenant is not world.owner
         if status >= 500:
             problems.append(f"status {status}")
