@@ -8,14 +8,12 @@ database in that one shape; `ERROR_BODY` documents it once for the OpenAPI schem
 import logging
 from typing import Any
 
-import psycopg
-from django.db import OperationalError
 from drf_spectacular.utils import inline_serializer
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from analytics.refusals import Refusal, database_unavailable, error_body
+from analytics.refusals import DATABASE_LOST, Refusal, database_unavailable, error_body
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +64,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     """
     if isinstance(exc, Refusal):
         return refusal_response(exc)
-    if isinstance(exc, (OperationalError, psycopg.OperationalError)):
+    if isinstance(exc, DATABASE_LOST):
         logger.warning("database unavailable: %s", str(exc).strip())
         return refusal_response(database_unavailable())
     response = drf_exception_handler(exc, context)

@@ -9,8 +9,6 @@ import time
 from collections.abc import Callable
 
 import orjson
-import psycopg
-from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 
@@ -21,14 +19,9 @@ from analytics.platform_metrics import (
     record_platform_metric,
     request_project_id,
 )
-from analytics.refusals import Refusal, database_unavailable
+from analytics.refusals import DATABASE_LOST, Refusal, database_unavailable
 
 logger = logging.getLogger(__name__)
-
-# A database that cannot be reached, or a connection lost mid-request (a restart, a
-# failover, a terminated backend): nothing was committed, and a retry may succeed. The
-# COPY path works on the raw psycopg connection, whose errors Django does not wrap.
-DATABASE_LOST = (OperationalError, InterfaceError, psycopg.OperationalError)
 
 
 class PlatformMetricsMiddleware:

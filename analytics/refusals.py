@@ -9,6 +9,13 @@ the API's exception handler (`analytics.api_errors`) and, for plain Django views
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import psycopg
+from django.db import InterfaceError, OperationalError
+
+# A database that cannot be reached, or a connection lost mid-request (a restart, a
+# failover, a terminated backend): nothing was committed, and a retry may succeed. The
+# COPY path works on the raw psycopg connection, whose errors Django does not wrap.
+DATABASE_LOST = (OperationalError, InterfaceError, psycopg.OperationalError)
 # What a client told "the database is unavailable" should wait before it retries.
 DATABASE_RETRY_AFTER_S = 5
 
