@@ -170,3 +170,55 @@ def wait_until(predicate: Any, *, timeout: float, interval: float = 0.02) -> boo
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+@dataclass
+class ClientRun:
+    """Two retrying clients sending their own batches to one project, started together."""
+
+    batches: list[list[Batch]]
+    logs: list[ClientLog]
+    clients: list[IngestClient]
+    deadline: float
+
+    def running(self) -> bool:
+        return any(client.is_alive() for client in self.clients)
+
+    def join(self) -> None:
+        for client in self.clients:
+            client.join(timeout=max(self.deadline - time.monotonic(), 0) + 5)
+
+    def sent(self) -> list[Batch]:
+        return [batch for client_batches in self.batches for batch in client_batches]
+
+
+def start_two_clients(
+    port: int, secret: str, *, prefix: str, batches_per_client: int, size: int, deadline_s: float
+) -> ClientRun:
+    """Start two clients, each sending `batches_per_client` batches of `size` events."""
+    batches = [make_batches(f"{prefix}{n}", count=batches_per_client, size=size) for n in (0, 1)]
+    logs = [ClientLog(), ClientLog()]
+    deadline = time.monotonic() + deadline_s
+    clients = [IngestClient(port, secret, batches[n], logs[n], deadline=deadline) for n in (0, 1)]
+    for client in clients:
+        client.start()
+    return ClientRun(batches, logs, clients, deadline)
+
+
+def assert_stored_exactly_once(run: ClientRun, counts: dict[str, int]) -> None:
+    """Every batch acknowledged with its first receipt, no 500, each event stored once.
+
+    `counts` is the number of stored rows per event id of the project.
+    """
+    for log in run.logs:
+        assert not log.unexpected, log.unexpected[:5]
+        assert 500 not in log.statuses
+    sent = run.sent()
+    receipts = {key: receipt for log in run.logs for key, receipt in log.acknowledged.items()}
+    assert set(receipts) == {batch.key for batch in sent}, "some batches were never acknowledged"
+    sizes = {batch.key: len(batch.event_ids) for batch in sent}
+    for key, receipt in receipts.items():
+        # A retry of a committed batch must get the first receipt back, not "duplicates".
+        assert (receipt["accepted"], receipt["duplicates"]) == (sizes[key], 0), (key, receipt)
+    assert {event_id for event_id, count in counts.items() if count != 1} == set()
+    assert set(counts) == {event_id for batch in sent for event_id in batch.event_ids}

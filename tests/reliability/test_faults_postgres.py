@@ -17,11 +17,11 @@ import orjson
 import pytest
 
 from tests.reliability.clients import (
-    Batch,
-    ClientLog,
-    IngestClient,
+    ClientRun,
+    assert_stored_exactly_once,
     make_batches,
     request,
+    start_two_clients,
     wait_until,
 )
 from tests.reliability.stack import (
@@ -44,58 +44,34 @@ def _crash_while_ingesting(
     crashes: int,
     rng: random.Random,
     deadline_s: float,
-) -> tuple[Tenant, list[list[Batch]], list[ClientLog]]:
+) -> ClientRun:
     """Run two retrying clients and SIGKILL/restart PostgreSQL `crashes` times meanwhile."""
     tenant = stack.new_tenant()
-    token = f"{rng.getrandbits(32):08x}"
-    batches = [
-        make_batches(f"c{n}-{token}", count=batches_per_client, size=batch_size) for n in (0, 1)
-    ]
-    logs = [ClientLog(), ClientLog()]
-    deadline = time.monotonic() + deadline_s
-    clients = [
-        IngestClient(stack.web_port, tenant.secret, batches[n], logs[n], deadline=deadline)
-        for n in (0, 1)
-    ]
-    for client in clients:
-        client.start()
+    run = start_two_clients(
+        stack.web_port,
+        tenant.secret,
+        prefix=f"c-{rng.getrandbits(32):08x}-",
+        batches_per_client=batches_per_client,
+        size=batch_size,
+        deadline_s=deadline_s,
+    )
     total = 2 * batches_per_client
     for crash in range(crashes):
         # Spread the crashes over the run so each one hits batches in flight.
         target = (crash + 1) * total // (crashes + 2)
-        wait_until(lambda n=target: sum(len(log.acknowledged) for log in logs) >= n, timeout=20)
+        wait_until(lambda n=target: sum(len(log.acknowledged) for log in run.logs) >= n, timeout=20)
         time.sleep(rng.uniform(0, 0.05))
         stack.postgres.kill()
         time.sleep(rng.uniform(0.3, 1.5))
         stack.start_postgres()
-    for client in clients:
-        client.join(timeout=max(deadline - time.monotonic(), 0) + 5)
-    return tenant, batches, logs
-
-
-def _assert_exactly_once(
-    stack: PrivateStack, tenant: Tenant, batches: list[list[Batch]], logs: list[ClientLog]
-) -> None:
-    for log in logs:
-        assert not log.unexpected, log.unexpected[:5]
-        assert 500 not in log.statuses
-    acknowledged = {key for log in logs for key in log.acknowledged}
-    sent = [batch for client_batches in batches for batch in client_batches]
-    assert acknowledged == {batch.key for batch in sent}, "some batches were never acknowledged"
-    for log in logs:
-        for key, receipt in log.acknowledged.items():
-            # A retry of a committed batch must get the first receipt back, not "duplicates".
-            size = len(next(b for b in sent if b.key == key).event_ids)
-            assert (receipt["accepted"], receipt["duplicates"]) == (size, 0), (key, receipt)
-    counts = stack.event_id_counts(tenant)
-    expected = {event_id for batch in sent for event_id in batch.event_ids}
-    assert {event_id for event_id, count in counts.items() if count != 1} == set()
-    assert set(counts) == expected
+    run.join()
+    assert_stored_exactly_once(run, stack.event_id_counts(tenant))
+    return run
 
 
 def test_postgres_crash_while_two_clients_ingest_stores_each_event_once(stack):
     """SIGKILL of PostgreSQL mid-ingest: retried batches end up stored exactly once, no 500."""
-    tenant, batches, logs = _crash_while_ingesting(
+    run = _crash_while_ingesting(
         stack,
         batches_per_client=20,
         batch_size=50,
@@ -103,8 +79,7 @@ def test_postgres_crash_while_two_clients_ingest_stores_each_event_once(stack):
         rng=random.Random(8),
         deadline_s=25,
     )
-    _assert_exactly_once(stack, tenant, batches, logs)
-    refused = sum(log.statuses[503] + len(log.connection_errors) for log in logs)
+    refused = sum(log.statuses[503] + len(log.connection_errors) for log in run.logs)
     assert refused > 0, "the crash hit no request: the test proved nothing"
 
 
@@ -112,7 +87,7 @@ def test_postgres_crash_while_two_clients_ingest_stores_each_event_once(stack):
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_repeated_postgres_crashes_store_each_event_once(stack, seed):
     """Several crashes at random moments under load: still exactly once, no 500."""
-    tenant, batches, logs = _crash_while_ingesting(
+    _crash_while_ingesting(
         stack,
         batches_per_client=120,
         batch_size=200,
@@ -120,7 +95,6 @@ def test_repeated_postgres_crashes_store_each_event_once(stack, seed):
         rng=random.Random(seed),
         deadline_s=120,
     )
-    _assert_exactly_once(stack, tenant, batches, logs)
 
 
 @pytest.mark.parametrize("fault", ["crash", "terminate"])

@@ -20,10 +20,10 @@ from analytics.platform_metrics import EVENTS_INGESTED
 from tests.reliability.clients import (
     Answer,
     Batch,
-    ClientLog,
-    IngestClient,
+    assert_stored_exactly_once,
     make_batches,
     request,
+    start_two_clients,
     wait_until,
 )
 from tests.reliability.stack import WEB_WORKERS, PrivateStack, Tenant
@@ -148,42 +148,30 @@ def _kill_workers_while_ingesting(
 ) -> None:
     rng = random.Random(seed)
     tenant = stack.new_tenant()
-    token = f"{rng.getrandbits(32):08x}"
-    batches = [make_batches(f"w{n}-{token}", count=batches_per_client, size=400) for n in (0, 1)]
-    logs = [ClientLog(), ClientLog()]
-    deadline = time.monotonic() + deadline_s
-    clients = [
-        IngestClient(stack.web_port, tenant.secret, batches[n], logs[n], deadline=deadline)
-        for n in (0, 1)
-    ]
-    for client in clients:
-        client.start()
+    run = start_two_clients(
+        stack.web_port,
+        tenant.secret,
+        prefix=f"w-{rng.getrandbits(32):08x}-",
+        batches_per_client=batches_per_client,
+        size=400,
+        deadline_s=deadline_s,
+    )
     killed = 0
     # Kill at random moments, each time a worker that is serving a request (a kill
     # between two requests proves nothing), until `kills` kills are done; the clients
     # keep retrying through them.
-    while killed < kills and any(client.is_alive() for client in clients):
+    while killed < kills and run.running():
         time.sleep(rng.uniform(0.05, 0.4))
         serving = stack.serving_web_workers()
         if serving:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(rng.choice(serving), signal.SIGKILL)
                 killed += 1
-    for client in clients:
-        client.join(timeout=max(deadline - time.monotonic(), 0) + 5)
+    run.join()
 
-    for log in logs:
-        assert not log.unexpected, log.unexpected[:5]
-        assert 500 not in log.statuses
-    sent = [batch for client_batches in batches for batch in client_batches]
-    receipts = {key: receipt for log in logs for key, receipt in log.acknowledged.items()}
-    assert set(receipts) == {batch.key for batch in sent}, "some batches were never acknowledged"
-    assert {(r["accepted"], r["duplicates"]) for r in receipts.values()} == {(400, 0)}
-    counts = stack.event_id_counts(tenant)
-    assert {event_id for event_id, count in counts.items() if count != 1} == set()
-    assert set(counts) == {event_id for batch in sent for event_id in batch.event_ids}
+    assert_stored_exactly_once(run, stack.event_id_counts(tenant))
     assert killed == kills, f"only {killed} of {kills} kills happened before the clients finished"
-    assert sum(len(log.connection_errors) for log in logs) > 0, "no kill hit a request"
+    assert sum(len(log.connection_errors) for log in run.logs) > 0, "no kill hit a request"
 
 
 def test_random_worker_kills_under_load_store_each_event_once(stack):
