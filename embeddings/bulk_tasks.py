@@ -34,12 +34,12 @@ _lock = threading.Lock()
 _other: "tuple[tuple[str, str], SentenceEncoder] | None" = None
 
 
-def send_fill(run_id: int) -> str:
+def send_fill(run_id: int, batch_size: int = bulk.FILL_BATCH) -> str:
     """Queue one fill task of the run; return its id (nobody waits for its result)."""
     return str(
         app.send_task(
             "embeddings.fill_next_vectors",
-            args=[run_id],
+            args=[run_id, batch_size],
             priority=EMBED_PRIORITY,
             ignore_result=True,
         ).id
@@ -57,18 +57,17 @@ def send_fill(run_id: int) -> str:
     soft_time_limit=FILL_SOFT_LIMIT_S,
     time_limit=FILL_HARD_LIMIT_S,
 )
-def fill_next_vectors_task(self: "Task[Any, Any]", run_id: int) -> dict[str, Any]:
+def fill_next_vectors_task(
+    self: "Task[Any, Any]", run_id: int, batch_size: int = bulk.FILL_BATCH
+) -> dict[str, Any]:
     """Fill one batch of the run's planned next vectors; queue the next batch if one was done."""
     result = bulk.fill_next_vectors(
-        run_id=run_id,
-        encode=encode_texts,
-        model=model_name(),
-        batch_size=max(bulk.FILL_BATCH, settings.EMBEDDINGS_BATCH_SIZE),
+        run_id=run_id, encode=encode_texts, model=model_name(), batch_size=batch_size
     )
     # A lane ends when it finds nothing to claim; `reembed` starts new lanes when the
     # fill stalls (a lost message, a killed worker).
     if result.filled:
-        send_fill(run_id)
+        send_fill(run_id, batch_size)
     return {"filled": result.filled, "seconds": round(result.seconds, 3)}
 
 

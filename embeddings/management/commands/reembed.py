@@ -84,6 +84,15 @@ class Command(BaseCommand):
         parser.add_argument(
             "--lanes", type=int, default=FILL_LANES, help="fill tasks in flight at once"
         )
+        parser.add_argument(
+            "--batch-size", type=int, default=bulk.FILL_BATCH, help="items per fill claim"
+        )
+        parser.add_argument(
+            "--stall-seconds",
+            type=float,
+            default=STALL_S,
+            help="send new fill tasks after this long without progress (a killed worker)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.verbosity: int = options["verbosity"]
@@ -155,8 +164,10 @@ class Command(BaseCommand):
 
     def _bulk(self, run: EmbeddingRun, options: dict[str, Any]) -> None:
         started = time.perf_counter()
+        phases: dict[str, float] = {}
         if run.state == EmbeddingRun.State.FILLING:
             self._fill(run, options)
+            phases["fill"] = time.perf_counter() - started
             EmbeddingRun.objects.filter(pk=run.pk, state=EmbeddingRun.State.FILLING).update(
                 state=EmbeddingRun.State.APPLYING
             )
@@ -164,24 +175,25 @@ class Command(BaseCommand):
         with self._ddl(options) as ddl:
             if run.state == EmbeddingRun.State.APPLYING:
                 self._say("dropping the HNSW index: searches use exact scans until it is rebuilt")
-                bulk.drop_index(ddl)
                 moved = time.perf_counter()
+                bulk.drop_index(ddl)
                 applied = bulk.move_next_vectors(run)
-                self._say(
-                    f"swapped in {applied} vectors of {run.model} in "
-                    f"{time.perf_counter() - moved:.1f} s"
-                )
+                phases["swap"] = time.perf_counter() - moved
+                self._say(f"swapped in {applied} vectors of {run.model} in {phases['swap']:.1f} s")
                 run.refresh_from_db()
             if run.state == EmbeddingRun.State.INDEXING:
                 waiting = bulk.request_the_rest(run)
                 if waiting:
                     self._say(f"{len(waiting)} items changed meanwhile: asked the workers for them")
+                built = time.perf_counter()
                 self._build(ddl)
+                phases["index"] = time.perf_counter() - built
                 bulk.finish_run(run)
         run.refresh_from_db()
+        timings = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items())
         self.stdout.write(
             f"embedded {run.applied} of {run.planned} items with {run.model} in "
-            f"{time.perf_counter() - started:.1f} s (bulk path, run {run.pk})"
+            f"{time.perf_counter() - started:.1f} s (bulk path, run {run.pk}: {timings})"
         )
 
     def _fill(self, run: EmbeddingRun, options: dict[str, Any]) -> None:
@@ -200,7 +212,10 @@ class Command(BaseCommand):
 
                 while bulk.run_progress(run.pk).left:
                     result = bulk.fill_next_vectors(
-                        run_id=run.pk, encode=encode_texts, model=model_name()
+                        run_id=run.pk,
+                        encode=encode_texts,
+                        model=model_name(),
+                        batch_size=options["batch_size"],
                     )
                     bar.update(result.filled)
                     if not result.filled:
@@ -209,7 +224,7 @@ class Command(BaseCommand):
             deadline = time.monotonic() + options["timeout"]
             lanes = max(1, options["lanes"])
             for _ in range(lanes):
-                send_fill(run.pk)
+                send_fill(run.pk, options["batch_size"])
             moved_at = time.monotonic()
             while True:
                 left = bulk.run_progress(run.pk).left
@@ -225,9 +240,9 @@ class Command(BaseCommand):
                         f"worker with {run.model} consuming the 'embeddings' queue? Run "
                         "reembed again to resume"
                     )
-                if now - moved_at > STALL_S:
+                if now - moved_at > options["stall_seconds"]:
                     for _ in range(lanes):
-                        send_fill(run.pk)
+                        send_fill(run.pk, options["batch_size"])
                     moved_at = now
                 time.sleep(POLL_S)
 
