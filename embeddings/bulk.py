@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import psycopg
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from pgvector.psycopg import register_vector
 from psycopg import sql
@@ -129,13 +129,19 @@ def start_run(*, target: Served, project_id: int | None, force: bool) -> Embeddi
     scope, params = _scope(project_id)
     stale = "TRUE" if force else needs_embedding_sql(state_only=True)
     with transaction.atomic():
-        run = EmbeddingRun.objects.create(
-            model=target.name,
-            model_dir=target.model_dir,
-            project_id=project_id,
-            force=force,
-            path=EmbeddingRun.Path.BULK,
-        )
+        try:
+            with transaction.atomic():
+                run = EmbeddingRun.objects.create(
+                    model=target.name,
+                    model_dir=target.model_dir,
+                    project_id=project_id,
+                    force=force,
+                    path=EmbeddingRun.Path.BULK,
+                )
+        except IntegrityError as exc:  # `embedding_run_one_active`
+            raise Refusal(
+                409, "another reembed run is in progress: run reembed to resume it"
+            ) from exc
         with connection.cursor() as cursor:
             cursor.execute(
                 f"""INSERT INTO embeddings_nextvector (item_id, run_id, content_hash)

@@ -19,6 +19,7 @@ from django.db import connection
 from django.test import override_settings
 
 from analytics.models import Project
+from analytics.refusals import Refusal
 from embeddings import bulk
 from embeddings.active_model import Served, served_model, target_model
 from embeddings.bulk_tasks import send_fill
@@ -128,6 +129,15 @@ def test_a_model_change_refuses_a_project_scope_or_the_incremental_path(project)
     with pytest.raises(Exception, match="a model change takes the bulk path"):
         call_command("reembed", "--path", "incremental", "--inline")
     assert not EmbeddingRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_one_bulk_run_at_a_time(project):
+    """A second run while one is in progress is refused, naming the way out."""
+    create_catalogue(project, 2)
+    bulk.start_run(target=target_model(), project_id=None, force=True)
+    with pytest.raises(Refusal, match="another reembed run is in progress: run reembed to resume"):
+        bulk.start_run(target=target_model(), project_id=None, force=True)
 
 
 def test_the_path_follows_the_share_of_the_table():
