@@ -210,7 +210,7 @@ class Command(BaseCommand):
                 # Imported here: only an inline fill loads the model in this process.
                 from embeddings.worker import encode_texts, model_name
 
-                while bulk.run_progress(run.pk).left:
+                while True:
                     result = bulk.fill_next_vectors(
                         run_id=run.pk,
                         encode=encode_texts,
@@ -218,9 +218,11 @@ class Command(BaseCommand):
                         batch_size=options["batch_size"],
                     )
                     bar.update(result.filled)
-                    if not result.filled:
-                        time.sleep(POLL_S)  # what is left is claimed by a worker right now
-                return
+                    if result.filled:
+                        continue
+                    if not bulk.run_progress(run.pk).left:
+                        return
+                    time.sleep(POLL_S)  # what is left is claimed by a worker right now
             deadline = time.monotonic() + options["timeout"]
             lanes = max(1, options["lanes"])
             for _ in range(lanes):
