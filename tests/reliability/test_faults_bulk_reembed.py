@@ -141,7 +141,7 @@ def _item_audit(stack: PrivateStack, tenant: Tenant) -> Counter[tuple[int, str]]
 def _similar(stack: PrivateStack, tenant: Tenant, external_id: str) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {tenant.secret}"}
     answer = request(
-        stack.web_port, "GET", f"/api/v1/items/{external_id}/similar?k=5", None, headers
+        stack.web_port, "GET", f"/api/v1/items/{external_id}/similar?k=5", b"", headers
     )
     assert answer.status == 200, answer.body
     body: dict[str, Any] = orjson.loads(answer.body)
