@@ -323,3 +323,35 @@ def test_reembed_resumes_after_a_kill_without_computing_anything_twice(
     assert len(done) == 200
     assert_all_current(ids)
     assert index_valid() is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reembed_resumes_an_interrupted_swap_and_index_build(project):
+    """Killed after dropping the index, or leaving an invalid one mid-build: a rerun finishes."""
+    ids = create_catalogue(project, 12)
+    embed_as_old_model(project, ids)
+    run = bulk.start_run(target=target_model(), project_id=None, force=False)
+    bulk.fill_next_vectors(run_id=run.pk, encode=encode_texts, model=model_name())
+    EmbeddingRun.objects.filter(pk=run.pk).update(state=EmbeddingRun.State.APPLYING)
+    with bulk.maintenance_connection(
+        direct_url=None, maintenance_work_mem="64MB", workers=1
+    ) as ddl:
+        bulk.drop_index(ddl)
+    err = StringIO()
+    call_command("reembed", "--inline", stdout=StringIO(), stderr=err)
+    assert f"resuming run {run.pk} (applying, 12 items" in err.getvalue()
+    assert_all_current(ids)
+    assert index_valid() is True
+    # A build killed half-way leaves the index invalid (the planner ignores it).
+    EmbeddingRun.objects.filter(pk=run.pk).update(state=EmbeddingRun.State.INDEXING)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE pg_index SET indisvalid = false WHERE indexrelid = %s::regclass",
+            [bulk.INDEX_NAME],
+        )
+    assert index_valid() is False
+    err = StringIO()
+    call_command("reembed", "--inline", stdout=StringIO(), stderr=err)
+    assert f"resuming run {run.pk} (indexing" in err.getvalue()
+    assert index_valid() is True
+    assert EmbeddingRun.objects.get(pk=run.pk).state == EmbeddingRun.State.DONE
