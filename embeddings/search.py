@@ -175,14 +175,22 @@ def _trends(
 def _in_served_space(answer: Callable[[Served], SearchOutcome]) -> SearchOutcome:
     """Return `answer(served model)`, once more if a bulk run swapped models meanwhile.
 
-    The swap is one transaction, so a search sees either space whole; only the model
-    read before it (to encode the examples) can be out of date.
+    The swap is one transaction, so each query sees one space whole; only the model read
+    first (to encode the examples) can be out of date, and then its vectors are gone but
+    for a few: an example "not embedded yet" or fewer than k results. Only then is the
+    served model read again, so an ordinary search pays one query for it.
     """
     database = read_connection()
     served = served_model(database)
-    outcome = answer(served)
-    now = served_model(database)
-    return outcome if now == served else answer(now)
+    try:
+        outcome = answer(served)
+    except Refusal as exc:
+        if exc.status != 409 or (now := served_model(database)) == served:
+            raise
+        return answer(now)
+    if outcome.neighbours.matched is None or (now := served_model(database)) == served:
+        return outcome
+    return answer(now)
 
 
 def similar_items(
