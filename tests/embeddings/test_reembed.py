@@ -355,3 +355,23 @@ def test_reembed_resumes_an_interrupted_swap_and_index_build(project):
     assert f"resuming run {run.pk} (indexing" in err.getvalue()
     assert index_valid() is True
     assert EmbeddingRun.objects.get(pk=run.pk).state == EmbeddingRun.State.DONE
+
+
+@pytest.mark.django_db(transaction=True)
+def test_progress_is_one_plain_line_per_bar_off_a_terminal(project, capsys):
+    """Written to a file or a pipe, each progress bar is its final state once, never CR redraws."""
+    embed_as_old_model(project, create_catalogue(project, 12))
+    call_command("reembed", "--inline", "--batch-size", "2")
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    fill = [line for line in err.splitlines() if line.startswith("embedding with")]
+    assert len(fill) == 1
+    assert "100%" in fill[0]
+    assert "12.0/12.0" in fill[0]
+
+
+def test_the_index_ddl_refuses_pgbouncer_without_a_direct_url(settings):
+    """Through PgBouncer the bulk path's DDL needs the primary's own URL, and says so."""
+    settings.DATABASE_PGBOUNCER = True
+    with pytest.raises(Refusal, match="pass --direct-url with the primary's own URL"):
+        bulk.maintenance_connection(direct_url=None, maintenance_work_mem="64MB", workers=1)
