@@ -151,6 +151,11 @@ class Command(BaseCommand):
             f" ({candidates.share:.0%}): {path} path"
         )
         if path == EmbeddingRun.Path.BULK:
+            if options["no_wait"]:
+                raise CommandError(
+                    "--no-wait is for the incremental path: the bulk path's command stays to "
+                    "swap the vectors in (run it again to resume if it is stopped)"
+                )
             run = bulk.start_run(target=target, project_id=project_id, force=options["force"])
             self._bulk(run, options)
         else:
