@@ -334,10 +334,10 @@ def test_a_search_that_raced_a_swap_is_answered_in_the_new_space(
     client, project, key, catalogue, monkeypatch
 ):
     """A served model read just before a bulk run's swap finds its vectors gone: asked again."""
-    from embeddings import search
+    from embeddings import active_model, search
     from embeddings.active_model import Served
 
-    real = search.served_model
+    real = active_model.served_model
     reads = []
 
     def stale_first(database):
