@@ -10,14 +10,16 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from celery import Task, shared_task
+from celery.signals import celeryd_after_setup, worker_process_init
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, connection
 
 from analytics.celery import app
 from embeddings import bulk
+from embeddings.active_model import served_model
 from embeddings.constants import EMBEDDING_DIMENSIONS
 from embeddings.services import EMBED_PRIORITY
-from embeddings.worker import encode_texts, get_encoder, model_name
+from embeddings.worker import EMBEDDINGS_QUEUE, encode_texts, get_encoder, model_name
 
 if TYPE_CHECKING:
     from embeddings.encoder import SentenceEncoder
@@ -32,6 +34,8 @@ QUERY_HARD_LIMIT_S = 30
 _lock = threading.Lock()
 # The served model's encoder while a model change is re-embedded: one at a time.
 _other: "tuple[tuple[str, str], SentenceEncoder] | None" = None
+# Set in the worker's parent before the pool forks; the children inherit it.
+_consumes_embeddings = False
 
 
 def send_fill(run_id: int, batch_size: int = bulk.FILL_BATCH) -> str:
@@ -102,3 +106,30 @@ def _encoder_for(name: str, model_dir: str) -> "SentenceEncoder":
 def encode_query_as_task(texts: list[str], model: str, model_dir: str) -> list[list[float]]:
     """Return the embeddings of free-text examples by `model` (the served one, during a model change)."""
     return [vector.tolist() for vector in _encoder_for(model, model_dir).encode(texts)]
+
+
+@celeryd_after_setup.connect
+def _note_queues(sender: object = None, instance: Any = None, **_: object) -> None:
+    """Remember, in the parent, whether this worker serves the embeddings queue."""
+    global _consumes_embeddings
+    queues = getattr(getattr(instance, "app", None), "amqp", None)
+    names = set(queues.queues.consume_from) if queues is not None else set()
+    _consumes_embeddings = EMBEDDINGS_QUEUE in names
+
+
+def _preload_served() -> None:
+    try:
+        served = served_model(connection)
+        if served.name != model_name():
+            _encoder_for(served.name, served.model_dir)
+    except Exception:  # the first query that needs it reports it again
+        logger.exception("loading the served model in the background failed")
+    finally:
+        connection.close()
+
+
+@worker_process_init.connect
+def _start_preload(**_: object) -> None:
+    """While a model change waits for its swap, load the served model for free-text queries too."""
+    if _consumes_embeddings:
+        threading.Thread(target=_preload_served, name="served-preload", daemon=True).start()

@@ -28,7 +28,7 @@ from embeddings.services import sweep_embeddings, upsert_items
 from embeddings.validation import ItemInput, embedding_input
 from embeddings.worker import encode_texts, get_encoder, model_name
 from tests.embeddings.helpers import get, post_json
-from tests.embeddings.workers import ROOT, create_catalogue, wait_embedded
+from tests.embeddings.workers import ROOT, Worker, create_catalogue, wait_embedded
 from tests.helpers import worker_environment
 
 OLD = "old-model"
@@ -375,3 +375,20 @@ def test_the_index_ddl_refuses_pgbouncer_without_a_direct_url(settings):
     settings.DATABASE_PGBOUNCER = True
     with pytest.raises(Refusal, match="pass --direct-url with the primary's own URL"):
         bulk.maintenance_connection(direct_url=None, maintenance_work_mem="64MB", workers=1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_workers_load_the_served_model_while_a_change_waits(project, tmp_path):
+    """An embedding worker started during a pending model change loads the served model too."""
+    embed_as_old_model(project, create_catalogue(project, 1))
+    worker = Worker(tmp_path / "w.log", queue="embeddings", name="served", batch_size=8)
+    try:
+        worker.wait_ready()
+        deadline = time.monotonic() + 120
+        while (
+            b"served model old-model loaded beside all-MiniLM-L6-v2" not in worker.log.read_bytes()
+        ):
+            assert time.monotonic() < deadline, worker.log.read_text()[-3000:]
+            time.sleep(0.2)
+    finally:
+        worker.stop()
