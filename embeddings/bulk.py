@@ -25,6 +25,7 @@ run fills, by exact scans between the drop and the end of the build.
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,8 +35,9 @@ import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
-from pgvector.psycopg import register_vector
+from pgvector.psycopg.vector import VectorBinaryDumper
 from psycopg import sql
+from psycopg.types import TypeInfo
 
 from analytics.refusals import Refusal
 from embeddings.active_model import Served, served_model
@@ -59,6 +61,12 @@ INDEX_NAME = "item_embedding_hnsw"
 ACTIVE = (EmbeddingRun.State.FILLING, EmbeddingRun.State.APPLYING, EmbeddingRun.State.INDEXING)
 
 Encode = Callable[[list[str]], np.ndarray]
+
+# pgvector's `vector` type per connection (an extension's type has its own oid in every
+# database).
+_vector_types: "weakref.WeakKeyDictionary[psycopg.Connection[Any], TypeInfo]" = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @dataclass(frozen=True)
@@ -194,7 +202,7 @@ FOR UPDATE OF n SKIP LOCKED"""
 _WRITE = """
 UPDATE embeddings_nextvector AS n
 SET embedding = v.embedding, content_hash = v.content_hash
-FROM unnest(%(ids)s::bigint[], %(hashes)s::text[], %(vectors)s::vector[])
+FROM unnest(%(ids)s::bigint[], %(hashes)s::text[], %(vectors)b::vector[])
      AS v(item_id, content_hash, embedding)
 JOIN embeddings_item i ON i.id = v.item_id AND i.content_hash = v.content_hash
 WHERE n.item_id = v.item_id AND n.run_id = %(run)s"""
@@ -204,12 +212,21 @@ def _binary_cursor() -> psycopg.Cursor[Any]:
     """Return a cursor with server-side binding on Django's connection (same transaction).
 
     Django's own cursors bind on the client, as text; this one sends parameters in
-    binary, vectors in pgvector's format (registered once per connection).
+    binary, vectors in pgvector's format. The adapters are registered on this cursor
+    alone: the connection's other readers keep reading vectors as before.
     """
     raw = connection.connection
-    if raw.adapters.types.get("vector") is None:
-        register_vector(raw)
-    return psycopg.Cursor(raw)
+    info = _vector_types.get(raw)
+    if info is None:
+        info = TypeInfo.fetch(raw, "vector")
+        if info is None:
+            raise LookupError("the vector type is missing: is pgvector installed?")
+        _vector_types[raw] = info
+    cursor = psycopg.Cursor(raw)
+    info.register(cursor)  # `vector[]` for lists of vectors
+    dumper = type("VectorOidDumper", (VectorBinaryDumper,), {"oid": info.oid})
+    cursor.adapters.register_dumper(np.ndarray, dumper)
+    return cursor
 
 
 def fill_next_vectors(

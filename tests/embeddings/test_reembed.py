@@ -213,7 +213,9 @@ def test_search_answers_in_every_phase_of_a_bulk_run(client, project, make_key, 
         send_fill(run.pk, 4)
     searched_while_filling = 0
     changed = False
+    deadline = time.monotonic() + 180
     while bulk.run_progress(run.pk).left:
+        assert time.monotonic() < deadline, "the workers stopped filling"
         assert search_answers(client, key) == OLD
         searched_while_filling += 1
         if not changed:
@@ -257,7 +259,15 @@ def test_search_never_fails_while_reembed_runs_with_workers(
 
     def reembed() -> None:
         try:
-            call_command("reembed", "--batch-size", "4", stdout=StringIO(), stderr=StringIO())
+            call_command(
+                "reembed",
+                "--batch-size",
+                "4",
+                "--timeout",
+                "180",
+                stdout=StringIO(),
+                stderr=StringIO(),
+            )
         except BaseException as exc:  # reported by the test below
             failure.append(exc)
         finally:
