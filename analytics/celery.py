@@ -10,6 +10,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "analytics.settings.local")
 app = Celery("analytics")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Apps whose tasks outgrow one module keep the rest in `bulk_tasks` (embeddings' bulk path).
+app.autodiscover_tasks(related_name="bulk_tasks")
 
 
 @worker_ready.connect

@@ -56,7 +56,7 @@ def _results(outcome: SearchOutcome, k: int) -> dict[str, Any]:
         "k": k,
         "count": len(results),
         "matched": outcome.neighbours.matched,
-        "model": model_name(),
+        "model": outcome.model,
     }
     if trends is not None:
         body["trend"] = {
@@ -218,7 +218,6 @@ class SimilarView(_ItemsAPIView):
             k=params.k,
             where=params.where,
             trend=params.trend,
-            model=model_name(),
         )
         return Response(_results(outcome, params.k))
 
@@ -240,5 +239,5 @@ class SearchView(_ItemsAPIView):
     def post(self, request: Request) -> Response:
         project = request_project(request)
         search = search_from_body(read_json_body(request._request, max_bytes=SEARCH_MAX_BODY_BYTES))
-        outcome = search_by_examples(project_id=project.pk, request=search, model=model_name())
+        outcome = search_by_examples(project_id=project.pk, request=search)
         return Response(_results(outcome, search.k))

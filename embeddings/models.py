@@ -67,3 +67,87 @@ class Item(models.Model):
 
     def __str__(self) -> str:
         return f"{self.external_id}: {self.title}"
+
+
+class ServedModel(models.Model):
+    """The model whose vectors `Item.embedding` holds for search (one row, `pk` 1).
+
+    It changes only when a bulk run swaps in a new model's vectors (`embeddings.bulk`),
+    so changing EMBEDDINGS_MODEL_NAME never leaves search comparing two models' vectors
+    or answering empty before `manage.py reembed` has run. `model_dir` is where workers
+    load that model from to encode free-text queries while another one is the target.
+    """
+
+    name = models.CharField(max_length=MODEL_NAME_MAX)
+    model_dir = models.CharField(max_length=1000, blank=True, default="")
+    changed_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EmbeddingRun(models.Model):
+    """One `manage.py reembed`: its scope, path and phase, so a killed run resumes where it stopped."""
+
+    class Path(models.TextChoices):
+        BULK = "bulk"
+        INCREMENTAL = "incremental"
+
+    class State(models.TextChoices):
+        FILLING = "filling"  # computing next vectors beside the served ones
+        APPLYING = "applying"  # dropping the served HNSW index, moving the vectors in
+        INDEXING = "indexing"  # building the HNSW index again, in parallel
+        DONE = "done"
+        CANCELLED = "cancelled"
+
+    model = models.CharField(max_length=MODEL_NAME_MAX)
+    model_dir = models.CharField(max_length=1000, blank=True, default="")
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.CASCADE)
+    force = models.BooleanField(default=False)
+    path = models.CharField(max_length=16, choices=Path.choices)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.FILLING)
+    planned = models.IntegerField(default=0)
+    applied = models.IntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # One run at a time: the bulk path swaps the whole table's index.
+            models.UniqueConstraint(
+                fields=["path"],
+                condition=models.Q(state__in=["filling", "applying", "indexing"]),
+                name="embedding_run_one_active",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.pk}: {self.path} {self.model} ({self.state})"
+
+
+class NextVector(models.Model):
+    """The next vector of one item in a bulk run, written beside the served one, unindexed.
+
+    A row without an embedding is planned work; with one, the vector of `content_hash`.
+    Kept out of `embeddings_item`: any update of an item row adds its new version to
+    the HNSW index (the row never fits a HOT update), which is the cost the bulk path avoids.
+    """
+
+    item = models.OneToOneField(Item, primary_key=True, on_delete=models.CASCADE)
+    run = models.ForeignKey(EmbeddingRun, on_delete=models.CASCADE)
+    content_hash = models.CharField(max_length=64, blank=True, default="")
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The fill's claim: the planned rows of a run, in item order.
+            models.Index(
+                fields=["run", "item"],
+                name="next_vector_planned",
+                condition=models.Q(embedding__isnull=True),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"next vector of item {self.item_id} (run {self.run_id})"

@@ -126,7 +126,7 @@ def item_summaries(*, project_id: int, search: str, limit: int, model: str) -> l
            ORDER BY title ILIKE %s DESC, title, external_id
            LIMIT %s"""
     ).format(
-        needs_embedding=sql.SQL(needs_embedding_sql(model="%s")),
+        needs_embedding=sql.SQL(needs_embedding_sql(model="%s", state_only=True)),
         conditions=sql.SQL(" AND ").join(conditions),
     )
     with read_connection().cursor() as cursor:

@@ -3,11 +3,16 @@
 Free-text examples are encoded by an embedding worker through a Celery call with a
 short timeout, so the web tier never loads torch; the vectors are cached in Redis by
 model and text, so repeating a search (paging, a changed filter) needs no worker.
+
+Everything is compared in the space of the served model (`active_model.served_model`):
+item examples use their stored vectors, and free text is encoded with that model even
+while workers compute another one's vectors for a bulk run. A search that raced the
+run's swap is answered again in the new space.
 """
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,8 +26,10 @@ from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 
 from analytics.celery import app
+from analytics.db.replicas import read_connection
 from analytics.queries.item_trends import ItemTrends, item_trends
 from analytics.refusals import Refusal, not_found
+from embeddings.active_model import Served, model_name, served_model
 from embeddings.queries import Neighbours, combine_examples, example_vectors, nearest_items
 from embeddings.validation import AttributeFilter, Example, SearchRequest, TrendRequest
 
@@ -41,6 +48,7 @@ RETRY_AFTER = {"Retry-After": "5"}
 class SearchOutcome:
     neighbours: Neighbours
     trends: ItemTrends | None
+    model: str  # the served model whose vectors answered
 
 
 def _cache_key(model: str, text: str) -> str:
@@ -48,12 +56,24 @@ def _cache_key(model: str, text: str) -> str:
     return f"query-vector:{model}:{digest}"
 
 
-def text_vectors(texts: Sequence[str], *, model: str) -> list[np.ndarray]:
-    """Return the embeddings of `texts`: from the cache, else from one worker call.
+def _encode_task(texts: list[str], model: Served) -> tuple[str, list[Any]]:
+    """Return the task and arguments that encode `texts` with `model`.
+
+    The workers' own model answers through `embeddings.encode_query`; another one (the
+    served model while a model change is re-embedded) through `embeddings.encode_query_as`,
+    which loads it beside theirs.
+    """
+    if model.name == model_name():
+        return "embeddings.encode_query", [texts]
+    return "embeddings.encode_query_as", [texts, model.name, model.model_dir]
+
+
+def text_vectors(texts: Sequence[str], *, model: Served) -> list[np.ndarray]:
+    """Return the embeddings of `texts` by `model`: from the cache, else from one worker call.
 
     Raises Refusal(503) when no worker answers within EMBEDDINGS_QUERY_TIMEOUT.
     """
-    keys = [_cache_key(model, text) for text in texts]
+    keys = [_cache_key(model.name, text) for text in texts]
     try:
         cached: dict[str, Any] = cache.get_many(keys) if keys else {}
     except RedisError:
@@ -64,7 +84,8 @@ def text_vectors(texts: Sequence[str], *, model: str) -> list[np.ndarray]:
         timeout = settings.EMBEDDINGS_QUERY_TIMEOUT
         try:
             # `expires`: a worker that picks the message up after we gave up drops it.
-            pending = app.send_task("embeddings.encode_query", args=[missing], expires=timeout)
+            task, args = _encode_task(missing, model)
+            pending = app.send_task(task, args=args, expires=timeout)
             vectors = pending.get(timeout=timeout)
         # A worker that took the message after it expired revokes it: that is a timeout too.
         except (CeleryTimeoutError, TaskRevokedError, BrokerError, RedisError) as exc:
@@ -83,7 +104,8 @@ def text_vectors(texts: Sequence[str], *, model: str) -> list[np.ndarray]:
                 headers=RETRY_AFTER,
             ) from exc
         fresh = {
-            _cache_key(model, text): vector for text, vector in zip(missing, vectors, strict=True)
+            _cache_key(model.name, text): vector
+            for text, vector in zip(missing, vectors, strict=True)
         }
         try:
             cache.set_many(fresh, timeout=QUERY_VECTOR_TTL_S)
@@ -150,6 +172,27 @@ def _trends(
     )
 
 
+def _in_served_space(answer: Callable[[Served], SearchOutcome]) -> SearchOutcome:
+    """Return `answer(served model)`, once more if a bulk run swapped models meanwhile.
+
+    The swap is one transaction, so each query sees one space whole; only the model read
+    first (to encode the examples) can be out of date, and then its vectors are gone but
+    for a few: an example "not embedded yet" or fewer than k results. Only then is the
+    served model read again, so an ordinary search pays one query for it.
+    """
+    database = read_connection()
+    served = served_model(database)
+    try:
+        outcome = answer(served)
+    except Refusal as exc:
+        if exc.status != 409 or (now := served_model(database)) == served:
+            raise
+        return answer(now)
+    if outcome.neighbours.matched is None or (now := served_model(database)) == served:
+        return outcome
+    return answer(now)
+
+
 def similar_items(
     *,
     project_id: int,
@@ -157,59 +200,66 @@ def similar_items(
     k: int,
     where: Sequence[AttributeFilter],
     trend: TrendRequest | None,
-    model: str,
 ) -> SearchOutcome:
     """Return the items most similar to one item of the project (itself excluded).
 
     The item is the resource of the request: unknown is a 404, not yet embedded a 409.
     """
-    example = example_vectors(project_id=project_id, external_ids=[external_id], model=model).get(
-        external_id
-    )
-    if example is None:
-        raise not_found(f"no item {external_id[:64]!r} in this project")
-    if example.vector is None:
-        raise _not_embedded_yet(f"item {external_id!r}", [("external_id", external_id)])
-    neighbours = nearest_items(
-        project_id=project_id,
-        vector=example.vector,
-        k=k,
-        model=model,
-        where=where,
-        exclude=[external_id],
-    )
-    return SearchOutcome(
-        neighbours, _trends(project_id=project_id, trend=trend, neighbours=neighbours)
-    )
+
+    def answer(model: Served) -> SearchOutcome:
+        example = example_vectors(
+            project_id=project_id, external_ids=[external_id], model=model.name
+        ).get(external_id)
+        if example is None:
+            raise not_found(f"no item {external_id[:64]!r} in this project")
+        if example.vector is None:
+            raise _not_embedded_yet(f"item {external_id!r}", [("external_id", external_id)])
+        neighbours = nearest_items(
+            project_id=project_id,
+            vector=example.vector,
+            k=k,
+            model=model.name,
+            where=where,
+            exclude=[external_id],
+        )
+        trends = _trends(project_id=project_id, trend=trend, neighbours=neighbours)
+        return SearchOutcome(neighbours, trends, model.name)
+
+    return _in_served_space(answer)
 
 
-def search_by_examples(*, project_id: int, request: SearchRequest, model: str) -> SearchOutcome:
+def search_by_examples(*, project_id: int, request: SearchRequest) -> SearchOutcome:
     """Answer POST /api/v1/search: positive and negative examples, items or free text."""
     examples = [*request.like, *request.unlike]
-    by_item = _item_examples(project_id=project_id, examples=examples, model=model)
     texts = list(dict.fromkeys(e.text for e in examples if e.text is not None))
-    by_text = dict(zip(texts, text_vectors(texts, model=model), strict=True)) if texts else {}
 
-    def vector(example: Example) -> np.ndarray:
-        if example.text is not None:
-            return by_text[example.text]
-        return by_item[example.external_id or ""]
+    def answer(model: Served) -> SearchOutcome:
+        by_item = _item_examples(project_id=project_id, examples=examples, model=model.name)
+        by_text = dict(zip(texts, text_vectors(texts, model=model), strict=True)) if texts else {}
 
-    query = combine_examples([vector(e) for e in request.like], [vector(e) for e in request.unlike])
-    if float(np.linalg.norm(query)) < MIN_QUERY_NORM:
-        raise Refusal(
-            422,
-            "like and unlike cancel out: the combined query vector is zero",
-            [{"field": "unlike", "error": "cancels the positive examples"}],
+        def vector(example: Example) -> np.ndarray:
+            if example.text is not None:
+                return by_text[example.text]
+            return by_item[example.external_id or ""]
+
+        query = combine_examples(
+            [vector(e) for e in request.like], [vector(e) for e in request.unlike]
         )
-    neighbours = nearest_items(
-        project_id=project_id,
-        vector=query,
-        k=request.k,
-        model=model,
-        where=request.where,
-        exclude=[e.external_id for e in examples if e.external_id is not None],
-    )
-    return SearchOutcome(
-        neighbours, _trends(project_id=project_id, trend=request.trend, neighbours=neighbours)
-    )
+        if float(np.linalg.norm(query)) < MIN_QUERY_NORM:
+            raise Refusal(
+                422,
+                "like and unlike cancel out: the combined query vector is zero",
+                [{"field": "unlike", "error": "cancels the positive examples"}],
+            )
+        neighbours = nearest_items(
+            project_id=project_id,
+            vector=query,
+            k=request.k,
+            model=model.name,
+            where=request.where,
+            exclude=[e.external_id for e in examples if e.external_id is not None],
+        )
+        trends = _trends(project_id=project_id, trend=request.trend, neighbours=neighbours)
+        return SearchOutcome(neighbours, trends, model.name)
+
+    return _in_served_space(answer)

@@ -93,7 +93,7 @@ def test_similar_carries_trends_in_constant_queries(
     set_embeddings(project, {n: unit(1, i / 10) for i, n in enumerate(names)})
     params = {"trend": VIEWS, "range": "7d"}
     get(client, "/api/v1/items/sku-0/similar", key, k=1, **params)
-    with django_assert_num_queries(9) as one:
+    with django_assert_num_queries(10) as one:
         get(client, "/api/v1/items/sku-0/similar", key, k=1, **params)
     with django_assert_num_queries(len(one.captured_queries)):
         body = get(client, "/api/v1/items/sku-0/similar", key, k=4, **params).json()

@@ -7,7 +7,7 @@ from django.db import connection
 from django.test import override_settings
 
 from analytics.models import Membership
-from embeddings.models import Item
+from embeddings.models import Item, ServedModel
 from embeddings.queries import nearest_items
 from embeddings.validation import AttributeFilter
 from embeddings.worker import model_name
@@ -136,12 +136,22 @@ def test_examples_that_are_missing_or_not_embedded(client, project, key, catalog
     assert get(client, f"{ITEMS}/nope/similar", key).status_code == 404
 
 
-def test_embeddings_of_another_model_are_not_current(client, project, key, catalogue):
-    """After a model change, old vectors neither answer nor serve as examples until re-embedded."""
+def test_search_answers_from_the_served_model_until_reembed_swaps(client, project, key, catalogue):
+    """A new model in the settings changes nothing in search until `reembed` swaps its vectors in."""
+    # As the migration left it (a transactional test's flush may have emptied the table).
+    ServedModel.objects.update_or_create(pk=1, defaults={"name": model_name()})
+    before = get(client, f"{ITEMS}/a/similar", key, k=5).json()
     with override_settings(EMBEDDINGS_MODEL_NAME="another-model"):
-        assert get(client, f"{ITEMS}/a/similar", key).status_code == 409
+        during = get(client, f"{ITEMS}/a/similar", key, k=5)
+        assert during.status_code == 200
+        assert during.json() == before
+        assert during.json()["model"] == before["model"] == "all-MiniLM-L6-v2"
+        # The item's own state speaks of the target model: its vector is stale for it.
+        assert get(client, f"{ITEMS}/a", key).json()["embedding"]["status"] == "stale"
+    # Vectors of neither the served model answer nor serve as examples.
     Item.objects.filter(project=project, external_id="b").update(embedding_model="old-model")
     assert "b" not in ids(get(client, f"{ITEMS}/a/similar", key, k=5))
+    assert get(client, f"{ITEMS}/b/similar", key).status_code == 409
 
 
 INVALID_SEARCHES = [
@@ -295,12 +305,13 @@ def test_selective_filter_falls_back_to_an_exact_answer(project):
 def test_search_query_counts_do_not_grow_with_k(client, key, catalogue, django_assert_num_queries):
     """Similar and search cost the same queries for 1 result as for several (no N+1)."""
     get(client, f"{ITEMS}/a/similar", key, k=1)
-    # Key, examples, settings, search, and the savepoint pair of the test's transaction.
-    with django_assert_num_queries(6) as few:
+    # Key, served model, examples, settings, search, and the savepoint pair of the
+    # test's transaction.
+    with django_assert_num_queries(7) as few:
         get(client, f"{ITEMS}/a/similar", key, k=1)
     with django_assert_num_queries(len(few.captured_queries)):
         get(client, f"{ITEMS}/a/similar", key, k=5)
-    with django_assert_num_queries(6) as few:
+    with django_assert_num_queries(7) as few:
         post_json(client, SEARCH, key, {"like": ["a"], "unlike": ["z"], "k": 1})
     with django_assert_num_queries(len(few.captured_queries)):
         post_json(client, SEARCH, key, {"like": ["a", "b"], "unlike": ["z"], "k": 3})
@@ -317,3 +328,24 @@ def test_members_search_their_own_projects(client, project, other_project, catal
     assert client.get(f"{ITEMS}/a/similar", {"project": "globex"}).status_code == 403
     refused = post_json(client, f"{SEARCH}?project=globex", None, {"like": ["a"]})
     assert refused.status_code == 403
+
+
+def test_a_search_that_raced_a_swap_is_answered_in_the_new_space(
+    client, project, key, catalogue, monkeypatch
+):
+    """A served model read just before a bulk run's swap finds its vectors gone: asked again."""
+    from embeddings import active_model, search
+    from embeddings.active_model import Served
+
+    real = active_model.served_model
+    reads = []
+
+    def stale_first(database):
+        reads.append(database)
+        return Served("old-model", "") if len(reads) == 1 else real(database)
+
+    monkeypatch.setattr(search, "served_model", stale_first)
+    response = get(client, f"{ITEMS}/a/similar", key, k=2)
+    assert response.status_code == 200
+    assert (response.json()["model"], response.json()["count"]) == (model_name(), 2)
+    assert len(reads) == 2
