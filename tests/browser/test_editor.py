@@ -1,6 +1,7 @@
 """Editors build a dashboard in Chromium; leaving unsaved asks; a viewer cannot edit; Explore adds a
 view; two editors clash."""
 
+import contextlib
 import os
 import re
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import Browser, BrowserContext, Dialog, Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from analytics.models import Membership, Project
 from analytics.services.tenants import add_member
@@ -288,6 +290,15 @@ def test_editor_builds_a_dashboard_and_restores_a_version(
 
 
 # Each y-axis label of a panel's chart, and whether it lies wholly inside the chart's SVG.
+# The share of the chart's box that the drawn plot covers (height), 1 when it fills it.
+CHART_FILL_JS = """
+(section) => {
+  const box = section.querySelector('.panel-chart').getBoundingClientRect();
+  const svg = section.querySelector('svg.main-svg').getBoundingClientRect();
+  return box.height > 0 ? svg.height / box.height : 0;
+}
+"""
+
 ROW_LABELS_JS = """
 (section) => {
   const svg = section.querySelector('svg.main-svg').getBoundingClientRect();
@@ -322,8 +333,19 @@ def test_leaving_with_unsaved_changes_asks_first(
     add_panel(page, title="Requests, not saved yet", kind="heatmap", group_by="endpoint")
     expect(page.locator("body")).to_have_attribute("data-dirty", "1")
     wait_drawn(page, 1)
-    # The heatmap's row labels are drawn whole (the left margin grows to fit them).
-    labels = page.locator("#edit-grid section.panel").evaluate(ROW_LABELS_JS)
+    # The chart fills its box, and the heatmap's row labels are drawn whole (the left margin
+    # grows to fit them). The grid sizes a new widget after it is added, and the chart is
+    # redrawn at the final size: give that redraw a moment (bounded).
+    section = page.locator("#edit-grid section.panel")
+    with contextlib.suppress(PlaywrightTimeoutError):
+        page.wait_for_function(
+            f"""(section) => ({CHART_FILL_JS})(section) > 0.9 &&
+                ({ROW_LABELS_JS})(section).every((label) => label.inside)""",
+            arg=section.element_handle(),
+            timeout=5000,
+        )
+    assert section.evaluate(CHART_FILL_JS) > 0.9
+    labels = section.evaluate(ROW_LABELS_JS)
     assert sorted(label["text"] for label in labels) == ["/api/items", "/checkout"], labels
     assert all(label["inside"] for label in labels), labels
 

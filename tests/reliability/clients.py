@@ -10,6 +10,7 @@ import http.client
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -66,8 +67,14 @@ class Batch:
 
 def make_batches(name: str, *, count: int, size: int, now: datetime | None = None) -> list[Batch]:
     """Return `count` batches of `size` events with ids unique to `name`, in the last hour."""
+    return list(batch_stream(name, count=count, size=size, now=now))
+
+
+def batch_stream(
+    name: str, *, count: int, size: int, now: datetime | None = None
+) -> Iterator[Batch]:
+    """Yield up to `count` batches as `make_batches` builds them, each only when asked for."""
     start = (now or datetime.now(UTC)) - timedelta(hours=1)
-    batches = []
     for number in range(count):
         ids = tuple(f"{name}-{number}-{index}" for index in range(size))
         events = [
@@ -80,8 +87,7 @@ def make_batches(name: str, *, count: int, size: int, now: datetime | None = Non
             }
             for index, event_id in enumerate(ids)
         ]
-        batches.append(Batch(f"{name}-batch-{number}", ids, orjson.dumps(events)))
-    return batches
+        yield Batch(f"{name}-batch-{number}", ids, orjson.dumps(events))
 
 
 @dataclass
@@ -145,17 +151,26 @@ def send_until_acknowledged(
 
 
 class IngestClient(threading.Thread):
-    """Send batches one after another, each retried until acknowledged."""
+    """Send batches one after another, each retried until acknowledged, until told to stop.
+
+    `stop` ends the run between two batches: the one in flight is still retried to the end,
+    so every batch in `started` is one the server must have stored exactly once.
+    """
 
     def __init__(
-        self, port: int, secret: str, batches: list[Batch], log: ClientLog, *, deadline: float
+        self, port: int, secret: str, batches: Iterable[Batch], log: ClientLog, *, deadline: float
     ) -> None:
         super().__init__(daemon=True)
         self.port, self.secret, self.batches, self.log = port, secret, batches, log
         self.deadline = deadline
+        self.started: list[Batch] = []
+        self.stopping = threading.Event()
 
     def run(self) -> None:
         for batch in self.batches:
+            if self.stopping.is_set():
+                return
+            self.started.append(batch)
             if not send_until_acknowledged(
                 self.port, self.secret, batch, self.log, deadline=self.deadline
             ):
@@ -176,7 +191,6 @@ def wait_until(predicate: Any, *, timeout: float, interval: float = 0.02) -> boo
 class ClientRun:
     """Two retrying clients sending their own batches to one project, started together."""
 
-    batches: list[list[Batch]]
     logs: list[ClientLog]
     clients: list[IngestClient]
     deadline: float
@@ -184,25 +198,39 @@ class ClientRun:
     def running(self) -> bool:
         return any(client.is_alive() for client in self.clients)
 
+    def stop(self) -> None:
+        """Let each client finish the batch in flight and send no more."""
+        for client in self.clients:
+            client.stopping.set()
+
     def join(self) -> None:
         for client in self.clients:
             client.join(timeout=max(self.deadline - time.monotonic(), 0) + 5)
 
     def sent(self) -> list[Batch]:
-        return [batch for client_batches in self.batches for batch in client_batches]
+        """The batches the clients began to send (all of them, once the clients are done)."""
+        return [batch for client in self.clients for batch in client.started]
 
 
 def start_two_clients(
     port: int, secret: str, *, prefix: str, batches_per_client: int, size: int, deadline_s: float
 ) -> ClientRun:
-    """Start two clients, each sending `batches_per_client` batches of `size` events."""
-    batches = [make_batches(f"{prefix}{n}", count=batches_per_client, size=size) for n in (0, 1)]
+    """Start two clients, each sending up to `batches_per_client` batches of `size` events."""
     logs = [ClientLog(), ClientLog()]
     deadline = time.monotonic() + deadline_s
-    clients = [IngestClient(port, secret, batches[n], logs[n], deadline=deadline) for n in (0, 1)]
+    clients = [
+        IngestClient(
+            port,
+            secret,
+            batch_stream(f"{prefix}{n}", count=batches_per_client, size=size),
+            logs[n],
+            deadline=deadline,
+        )
+        for n in (0, 1)
+    ]
     for client in clients:
         client.start()
-    return ClientRun(batches, logs, clients, deadline)
+    return ClientRun(logs, clients, deadline)
 
 
 def assert_stored_exactly_once(run: ClientRun, counts: dict[str, int]) -> None:

@@ -75,6 +75,15 @@ function viewParams() {
 
 let grid = null;
 
+// Gridstack gives a widget its size after the widget is added, and a new one on every resize,
+// so a chart may first be drawn into a box that is still growing (a sliver with clipped
+// labels). Each chart is redrawn at its box's size whenever that size changes.
+const chartBoxes = new ResizeObserver((entries) => {
+  for (const { target } of entries) {
+    if (target.data && target.offsetWidth > 0 && target.offsetHeight > 0) Plotly.Plots.resize(target);
+  }
+});
+
 function panelContent(key, panel) {
   const content = document.createElement("section");
   content.className = "grid-stack-item-content panel card";
@@ -94,6 +103,7 @@ function panelContent(key, panel) {
   content.querySelector(".panel-title").textContent = panel.title;
   content.querySelector(".panel-edit").addEventListener("click", () => openPanelEditor(key));
   content.querySelector(".panel-remove").addEventListener("click", () => removePanel(key));
+  chartBoxes.observe(content.querySelector(".panel-chart"));
   return content;
 }
 
@@ -113,6 +123,7 @@ function addWidget(key, panel) {
 }
 
 function renderGrid() {
+  chartBoxes.disconnect();
   if (grid) grid.removeAll(true);
   panels = new Map();
   for (const panel of doc.panels) panels.set(nextKey++, panel);
@@ -134,8 +145,6 @@ function onLayoutChange(_event, items) {
     if (panel.x === item.x && panel.y === item.y && panel.width === item.w && panel.height === item.h) continue;
     Object.assign(panel, { x: item.x, y: item.y, width: item.w, height: item.h });
     setDirty(true);
-    const chart = document.querySelector(`#edit-panel-${item.id} .panel-chart`);
-    if (chart && chart.data) Plotly.Plots.resize(chart);
   }
   syncDocPanels();
 }
@@ -170,7 +179,10 @@ function stripId(panel) {
 
 function removePanel(key) {
   const item = document.querySelector(`.grid-stack-item[gs-id="${key}"]`);
-  if (item) grid.removeWidget(item, true);
+  if (item) {
+    chartBoxes.unobserve(item.querySelector(".panel-chart"));
+    grid.removeWidget(item, true);
+  }
   panels.delete(key);
   syncDocPanels();
   setDirty(true);
