@@ -228,6 +228,54 @@ def port_open(port: int) -> bool:
 # --- the measurements ------------------------------------------------------------------
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _process_cpu() -> dict[int, tuple[int, float]]:
+    """Return pid -> (process group, CPU seconds used so far) of every process we can read."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # The command name may hold spaces: the fields after it are fixed.
+        fields = stat.rpartition(")")[2].split()
+        found[int(entry)] = (int(fields[2]), (int(fields[11]) + int(fields[12])) / TICKS)
+    return found
+
+
+def cpu_snapshot(stack: "Stack", conn: psycopg.Connection[Any]) -> dict[str, float]:
+    """Return CPU seconds used so far by each part: web, worker, beat, PostgreSQL, this process.
+
+    Servers are counted by process group (each started in its own); PostgreSQL by the
+    backends connected to the benchmark database (web and worker connections persist).
+    """
+    processes = _process_cpu()
+    totals = {server.name: 0.0 for server in stack.servers}
+    groups = {server.process.pid: server.name for server in stack.servers if server.process}
+    for group, seconds in processes.values():
+        if group in groups:
+            totals[groups[group]] += seconds
+    backends = [
+        int(pid)
+        for (pid,) in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        ).fetchall()
+    ]
+    totals["postgres"] = sum(processes[pid][1] for pid in backends if pid in processes)
+    times = os.times()
+    totals["bench"] = times.user + times.system
+    return totals
+
+
+def cpu_per_item(before: dict[str, float], after: dict[str, float], items: int) -> dict[str, float]:
+    """Return CPU milliseconds per item of each part between two snapshots."""
+    return {name: round(1000 * (after[name] - before.get(name, 0.0)) / items, 2) for name in after}
+
+
 def post_items(port: int, key: str, items: list[dict[str, Any]]) -> None:
     """POST items to the API; anything but 200 ends the benchmark."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
@@ -261,8 +309,8 @@ def count_pending(conn: psycopg.Connection[Any], project_id: int, model: str) ->
 
 def measure_pipeline(
     stack: Stack, key: str, project_id: int, items: list[dict[str, Any]], args: argparse.Namespace
-) -> float:
-    """Return items/s from the first POST to the poll that sees every item's vector."""
+) -> tuple[float, dict[str, float]]:
+    """Return items/s from the first POST to the poll that sees every item's vector, and CPU ms/item."""
     from embeddings.active_model import model_name
 
     model = model_name()
@@ -279,6 +327,7 @@ def measure_pipeline(
 
     with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
         poster = threading.Thread(target=post_all, name="poster", daemon=True)
+        cpu_before = cpu_snapshot(stack, conn)
         started = time.monotonic()
         poster.start()
         next_progress = started + PROGRESS_EVERY_S
@@ -303,9 +352,11 @@ def measure_pipeline(
             time.sleep(POLL_S)
         elapsed = time.monotonic() - started
         poster.join()
+        cpu = cpu_per_item(cpu_before, cpu_snapshot(stack, conn), len(items))
     rate = len(items) / elapsed
     say(f"==> pipeline: {len(items):,} items in {elapsed:.1f} s: {rate:,.1f} items/s")
-    return rate
+    say(f"    CPU ms per item: {cpu}")
+    return rate, cpu
 
 
 def measure_bare(texts: list[str]) -> float:
@@ -316,10 +367,17 @@ def measure_bare(texts: list[str]) -> float:
 
     encoder = load_encoder()
     encoder.encode(texts[:256])
+    cpu = os.times()
     started = time.perf_counter()
     encoder.encode(texts)
-    rate = len(texts) / (time.perf_counter() - started)
-    say(f"==> bare encoder ({torch.get_num_threads()} torch threads): {rate:,.1f} texts/s")
+    elapsed = time.perf_counter() - started
+    after = os.times()
+    rate = len(texts) / elapsed
+    used = 1000 * (after.user + after.system - cpu.user - cpu.system) / len(texts)
+    say(
+        f"==> bare encoder ({torch.get_num_threads()} torch threads): {rate:,.1f} texts/s,"
+        f" {used:.2f} CPU ms per text"
+    )
     return rate
 
 
@@ -389,6 +447,7 @@ def measure_trickle(
         f" AND external_id = ANY(%s) AND NOT {needs_embedding_sql(model='%s')}"
     )
     with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+        cpu_before = cpu_snapshot(stack, conn)
         while True:
             if failure:
                 raise failure[0]
@@ -417,7 +476,9 @@ def measure_trickle(
             if now - start > total_s + TRICKLE_GRACE_S:
                 break  # the pipeline did not keep up: the stragglers count as still waiting
             time.sleep(TRICKLE_POLL_S)
+        cpu = cpu_per_item(cpu_before, cpu_snapshot(stack, conn), len(state.sent))
     end = time.monotonic()
+    say(f"    CPU ms per item: {cpu}")
     counted = [
         state.seen.get(external_id, end) - at
         for external_id, at in state.sent.items()
@@ -498,7 +559,7 @@ def run(args: argparse.Namespace, workdir: Path, stack_holder: list[Stack]) -> d
     describe_texts(texts)
     stack = start_stack(workdir)
     stack_holder.append(stack)
-    runs: list[dict[str, float]] = []
+    runs: list[dict[str, Any]] = []
     if not args.trickle_only:
         for number in range(1, args.runs + 1):
             say(f"==> run {number} of {args.runs}")
@@ -506,15 +567,16 @@ def run(args: argparse.Namespace, workdir: Path, stack_holder: list[Stack]) -> d
             # Alternate the order, so a busy spell of a shared machine is shared out.
             if number % 2:
                 bare = measure_bare(texts)
-                pipeline = measure_pipeline(stack, keys[PROJECT], ids[PROJECT], items, args)
+                pipeline, cpu = measure_pipeline(stack, keys[PROJECT], ids[PROJECT], items, args)
             else:
-                pipeline = measure_pipeline(stack, keys[PROJECT], ids[PROJECT], items, args)
+                pipeline, cpu = measure_pipeline(stack, keys[PROJECT], ids[PROJECT], items, args)
                 bare = measure_bare(texts)
             runs.append(
                 {
                     "pipeline": round(pipeline, 1),
                     "bare": round(bare, 1),
                     "ratio": round(pipeline / bare, 3),
+                    "cpu_ms_per_item": cpu,
                 }
             )
             say(f"==> run {number}: ratio {pipeline / bare:.3f}")
