@@ -212,9 +212,11 @@ EMBEDDINGS_TORCH_THREADS = env_int(
 # only within one call, so bigger claims waste less on padding (a CPU encodes 256-text
 # calls faster than 64-text ones); a GPU needs thousands per call to be busy.
 EMBEDDINGS_BATCH_SIZE = env_int("EMBEDDINGS_BATCH_SIZE", 4096 if _GPU else 256)
-# Item ids per embedding task: a few claims' worth, so a task amortises its overhead while
-# a free-text query (a task of its own, served first) never waits long for a pool process.
-EMBEDDINGS_IDS_PER_TASK = env_int("EMBEDDINGS_IDS_PER_TASK", 16384 if _GPU else 1024)
+# Item ids per embedding task. On a CPU one claim's worth: tasks of 1024 cost no less CPU per
+# item than tasks of 256 but leave a core idle while the last big task of a load finishes
+# alone, and make a free-text query (a task of its own, served first) wait longer for a
+# pool process. A GPU process takes a few claims per task.
+EMBEDDINGS_IDS_PER_TASK = env_int("EMBEDDINGS_IDS_PER_TASK", 16384 if _GPU else 256)
 # Workers started without --concurrency (`make run`, docker-compose) size their pool here.
 CELERY_WORKER_CONCURRENCY = EMBEDDINGS_WORKER_CONCURRENCY
 EMBEDDINGS_QUERY_TIMEOUT = env_int("EMBEDDINGS_QUERY_TIMEOUT", 5)
