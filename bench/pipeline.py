@@ -84,8 +84,13 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def make_items(count: int, *, prefix: str = "sku", seed: int = SEED) -> list[dict[str, Any]]:
-    """Return `count` catalogue items whose texts run from a few words to past 256 tokens."""
+def make_items(
+    count: int, *, prefix: str = "sku", seed: int = SEED, max_words: int = MAX_WORDS
+) -> list[dict[str, Any]]:
+    """Return `count` catalogue items whose texts run from a few words to past 256 tokens.
+
+    Word counts are log-uniform between 0 and `max_words`, after a title of 3-6 words.
+    """
     from embeddings.demo import BRANDS, CATALOGUE
 
     rng = random.Random(seed)
@@ -96,7 +101,7 @@ def make_items(count: int, *, prefix: str = "sku", seed: int = SEED) -> list[dic
         products, adjectives, descriptions = CATALOGUE[category]
         product, adjective = rng.choice(products), rng.choice(adjectives)
         # Log-uniform: many short descriptions, a long tail of long ones.
-        target = round(3 * (MAX_WORDS / 3 + 1) ** rng.random()) - 3
+        target = round(3 * (max_words / 3 + 1) ** rng.random()) - 3
         words: list[str] = []
         while len(words) < target:
             if rng.random() < 0.4:
@@ -410,7 +415,13 @@ def measure_trickle(
     model = model_name()
     total_s = TRICKLE_WARMUP_S + args.trickle_seconds
     requests = math.ceil(total_s * args.trickle_rate / args.trickle_batch)
-    items = make_items(requests * args.trickle_batch, prefix="trickle", seed=SEED + 1)
+    items = make_items(
+        requests * args.trickle_batch,
+        prefix="trickle",
+        seed=SEED + 1,
+        max_words=args.trickle_max_words,
+    )
+    describe_texts(encoder_inputs(items))
     period = args.trickle_batch / args.trickle_rate
     state = Trickle()
     lock = threading.Lock()
@@ -554,9 +565,10 @@ def empty_items() -> None:
 
 def run(args: argparse.Namespace, workdir: Path, stack_holder: list[Stack]) -> dict[str, Any]:
     ids, keys = prepare()
-    items = make_items(args.items)
+    items = [] if args.trickle_only else make_items(args.items)
     texts = encoder_inputs(items)
-    describe_texts(texts)
+    if texts:
+        describe_texts(texts)
     stack = start_stack(workdir)
     stack_holder.append(stack)
     runs: list[dict[str, Any]] = []
@@ -600,6 +612,7 @@ def run(args: argparse.Namespace, workdir: Path, stack_holder: list[Stack]) -> d
                 "workers": stack.workers,
                 "threads_per_worker": stack.threads_per_worker,
                 "trickle_items_per_s": args.trickle_rate,
+                "trickle_max_words": args.trickle_max_words,
                 "trickle_p50_s": trickle["p50"],
                 "trickle_p95_s": trickle["p95"],
                 "trickle_max_s": trickle["max"],
@@ -625,6 +638,12 @@ def main() -> None:
     parser.add_argument(
         "--trickle-batch", type=int, default=10, help="items per POST of the trickle"
     )
+    parser.add_argument(
+        "--trickle-max-words",
+        type=int,
+        default=MAX_WORDS,
+        help=f"longest text of the trickle's items, in words (default {MAX_WORDS}, as the load)",
+    )
     parser.add_argument("--no-trickle", action="store_true", help="only the bulk load")
     parser.add_argument("--trickle-only", action="store_true", help="only the trickle")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds a bulk load may take")
@@ -633,8 +652,10 @@ def main() -> None:
     )
     parser.add_argument("--keep", action="store_true", help="keep the database and the logs")
     args = parser.parse_args()
-    if args.items < 1 or args.runs < 1 or args.post_batch < 1 or args.trickle_batch < 1:
-        parser.error("need --items, --runs, --post-batch and --trickle-batch >= 1")
+    if min(args.items, args.runs, args.post_batch, args.trickle_batch, args.trickle_max_words) < 1:
+        parser.error(
+            "need --items, --runs, --post-batch, --trickle-batch, --trickle-max-words >= 1"
+        )
     if args.no_trickle and args.trickle_only:
         parser.error("--no-trickle and --trickle-only exclude each other")
     if not 0 <= args.redis_db <= 14 or args.trickle_rate <= 0 or args.trickle_seconds <= 0:
