@@ -375,8 +375,9 @@ def measure_pipeline(
     return rate, cpu
 
 
-def measure_bare(texts: list[str]) -> float:
-    """Return texts/s of the encoder in this process, all cores, one call (after a warm-up)."""
+def measure_bare(texts: list[str]) -> tuple[float, float]:
+    """Return texts/s of the encoder in this process, all cores, one call (after a warm-up),
+    and the CPU milliseconds it used per text."""
     import torch
 
     from embeddings.encoder import load_encoder
@@ -394,7 +395,7 @@ def measure_bare(texts: list[str]) -> float:
         f"==> bare encoder ({torch.get_num_threads()} torch threads): {rate:,.1f} texts/s,"
         f" {used:.2f} CPU ms per text"
     )
-    return rate
+    return rate, used
 
 
 def describe_texts(texts: list[str]) -> None:
@@ -669,15 +670,19 @@ def run(args: argparse.Namespace, workdir: Path, stack_holder: list[Stack]) -> d
             empty_items()
             # Alternate the order, so a busy spell of a shared machine is shared out.
             if number % 2:
-                bare = measure_bare(texts)
+                bare, bare_cpu = measure_bare(texts)
                 pipeline, cpu = measure_pipeline(stack, keys[PROJECT], ids[PROJECT], items, args)
             else:
                 pipeline, cpu = measure_pipeline(stack, keys[PROJECT], ids[PROJECT], items, args)
-                bare = measure_bare(texts)
+                bare, bare_cpu = measure_bare(texts)
             runs.append(
                 {
                     "pipeline": round(pipeline, 1),
                     "bare": round(bare, 1),
+                    # CPU per text of the bare encoder over CPU per item of the whole pipeline:
+                    # what the other sessions of a shared machine do not move as much.
+                    "cpu_ratio": round(bare_cpu / sum(cpu.values()), 3),
+                    "bare_cpu_ms_per_text": round(bare_cpu, 2),
                     "ratio": round(pipeline / bare, 3),
                     "cpu_ms_per_item": cpu,
                 }
