@@ -10,6 +10,7 @@ request is long past, so a lost message delays an embedding but never loses it.
 
 import logging
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,8 +20,10 @@ from typing import Any
 
 import numpy as np
 import orjson
+import psycopg
+from django.conf import settings
 from django.db import connection, transaction
-from pgvector import Vector
+from pgvector.psycopg.vector import VectorBinaryDumper
 from psycopg import sql
 
 from analytics.celery import app
@@ -34,9 +37,6 @@ from embeddings.validation import ItemInput, embedding_input
 
 logger = logging.getLogger(__name__)
 
-# Ids per embedding message: big enough to amortise a task, small enough that a
-# worker killed mid-task loses little and free-text queries never wait long behind it.
-IDS_PER_TASK = 256
 # Redis priorities: 0 is served first. Free-text queries (sent with the default 0) pass
 # a backlog of embedding batches, which go at this lower priority.
 EMBED_PRIORITY = 6
@@ -82,11 +82,14 @@ def send_embedding_requests(item_ids: Sequence[int]) -> list[str]:
     the sender subscribe to the result backend first, which retries for about 20 s
     when Redis is down, holding a web request that long instead of failing at once.
     """
+    # EMBEDDINGS_IDS_PER_TASK: big enough to amortise a task, small enough that a worker
+    # killed mid-task loses little and free-text queries never wait long behind it. Each
+    # commit sends its own ids at once: a trickle's few items never wait for more to come.
     return [
         app.send_task(
             "embeddings.embed_items", args=[chunk], priority=EMBED_PRIORITY, ignore_result=True
         ).id
-        for chunk in _chunks(sorted(item_ids), IDS_PER_TASK)
+        for chunk in _chunks(sorted(item_ids), max(1, settings.EMBEDDINGS_IDS_PER_TASK))
     ]
 
 
@@ -178,13 +181,61 @@ WHERE id = ANY(%(ids)s) AND {_NEEDS_EMBEDDING}
 ORDER BY id
 FOR UPDATE SKIP LOCKED"""
 
+# Vectors go in by binary COPY into a staging table, then one UPDATE joins it: no text
+# formatting of 384 floats per row in Python, no parsing in PostgreSQL (README, "Pipeline
+# throughput"). `vector` without a width: the UPDATE checks it against the column's.
+_STAGING_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS embedding_staging (
+    id bigint NOT NULL, content_hash text NOT NULL, embedding vector NOT NULL
+) ON COMMIT DELETE ROWS"""
+_COPY_STAGING = "COPY embedding_staging (id, content_hash, embedding) FROM STDIN (FORMAT BINARY)"
 _WRITE = """
 UPDATE embeddings_item AS i
-SET embedding = v.embedding::vector, embedded_hash = v.content_hash,
+SET embedding = s.embedding, embedded_hash = s.content_hash,
     embedding_model = %(model)s, embedded_at = now()
-FROM unnest(%(ids)s::bigint[], %(hashes)s::text[], %(vectors)s::text[])
-     AS v(id, content_hash, embedding)
-WHERE i.id = v.id AND i.content_hash = v.content_hash"""
+FROM embedding_staging AS s
+WHERE i.id = s.id AND i.content_hash = s.content_hash"""
+
+# The oid of pgvector's `vector` type, per connection (an extension's type has a different
+# oid in every database).
+_vector_oids: "weakref.WeakKeyDictionary[psycopg.Connection[Any], int]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _vector_dumper(raw: psycopg.Connection[Any]) -> type[VectorBinaryDumper]:
+    """Return a binary dumper of numpy vectors to `vector` for `raw`'s database."""
+    oid = _vector_oids.get(raw)
+    if oid is None:
+        row = raw.execute("SELECT 'vector'::regtype::oid").fetchone()
+        assert row is not None
+        oid = _vector_oids[raw] = int(row[0])
+    # pgvector's own dumper, given the oid that COPY's set_types looks dumpers up by.
+    return type("VectorOidDumper", (VectorBinaryDumper,), {"oid": oid})
+
+
+def write_vectors(
+    cursor: psycopg.Cursor[Any],
+    *,
+    model: str,
+    ids: Sequence[int],
+    hashes: Sequence[str],
+    vectors: np.ndarray,
+) -> int:
+    """Store `vectors` as the embeddings of `ids` where the content is still `hashes`.
+
+    Run inside the transaction that claimed the rows. Return how many rows were written.
+    """
+    dumper = _vector_dumper(cursor.connection)
+    # Registered on this cursor alone: the connection's other readers keep text vectors.
+    cursor.adapters.register_dumper(np.ndarray, dumper)
+    cursor.execute(_STAGING_DDL)
+    with cursor.copy(_COPY_STAGING) as copy:
+        copy.set_types(["int8", "text", dumper.oid])
+        for row in zip(ids, hashes, vectors.astype(np.float32, copy=False), strict=True):
+            copy.write_row(row)
+    cursor.execute(_WRITE, {"model": model})
+    return cursor.rowcount
 
 
 def embed_items(
@@ -199,34 +250,44 @@ def embed_items(
     started = time.perf_counter()
     result = EmbedResult()
     unique = sorted(set(item_ids))
+    phases: dict[str, float] = {"claim": 0.0, "encode": 0.0, "write": 0.0}
     for chunk in _chunks(unique, max(1, batch_size)):
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(_CLAIM, {"ids": chunk, "model": model})
-            rows = cursor.fetchall()
-            result.skipped += len(chunk) - len(rows)
-            if not rows:
-                continue
-            vectors = encode([embedding_input(title, text) for _, _, title, text, _ in rows])
-            cursor.execute(
-                _WRITE,
-                {
-                    "model": model,
-                    "ids": [row[0] for row in rows],
-                    "hashes": [row[4] for row in rows],
-                    "vectors": [Vector(vector).to_text() for vector in vectors],
-                },
-            )
-            result.embedded += cursor.rowcount
+        with transaction.atomic():
+            connection.ensure_connection()
+            raw: psycopg.Connection[Any] = connection.connection
+            with raw.cursor() as cursor:
+                began = time.perf_counter()
+                cursor.execute(_CLAIM, {"ids": chunk, "model": model})
+                rows = cursor.fetchall()
+                result.skipped += len(chunk) - len(rows)
+                if not rows:
+                    continue
+                claimed = time.perf_counter()
+                vectors = encode([embedding_input(title, text) for _, _, title, text, _ in rows])
+                encoded = time.perf_counter()
+                result.embedded += write_vectors(
+                    cursor,
+                    model=model,
+                    ids=[row[0] for row in rows],
+                    hashes=[row[4] for row in rows],
+                    vectors=vectors,
+                )
             result.item_ids.extend(row[0] for row in rows)
             per_project = Counter(row[1] for row in rows)
             _on_commit_robust(_record_computed, per_project)
+        phases["claim"] += claimed - began
+        phases["encode"] += encoded - claimed
+        phases["write"] += time.perf_counter() - encoded  # the commit included
     result.seconds = time.perf_counter() - started
     logger.info(
-        "embedded %d items (%d skipped) in %.2f s with %s",
+        "embedded %d items (%d skipped) in %.2f s with %s (claim %.2f s, encode %.2f s, write %.2f s)",
         result.embedded,
         result.skipped,
         result.seconds,
         model,
+        phases["claim"],
+        phases["encode"],
+        phases["write"],
     )
     return result
 

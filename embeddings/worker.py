@@ -39,8 +39,14 @@ def get_encoder() -> "SentenceEncoder":
     with _lock:
         if _encoder is None:
             # Imported here: torch must never load in the web tier or a worker's parent.
+            import torch
+
             from embeddings.encoder import load_encoder
 
+            # After the fork, in the child: pool processes x threads must not exceed the
+            # cores (settings size both). The count is process-wide: threads that start
+            # computing later (the task's, after this preload thread) take it up too.
+            torch.set_num_threads(settings.EMBEDDINGS_TORCH_THREADS)
             started = time.perf_counter()
             _encoder = load_encoder(
                 settings.EMBEDDINGS_MODEL_DIR or None,
@@ -49,9 +55,10 @@ def get_encoder() -> "SentenceEncoder":
                 dimensions=EMBEDDING_DIMENSIONS,
             )
             logger.info(
-                "encoder %s loaded on %s in %.1f s",
+                "encoder %s loaded on %s with %d torch threads in %.1f s",
                 _encoder.model_name,
                 _encoder.device,
+                torch.get_num_threads(),
                 time.perf_counter() - started,
             )
     return _encoder

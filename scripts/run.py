@@ -59,6 +59,37 @@ def wait_healthy(deadline_s: float) -> dict[str, object]:
     return body
 
 
+def web_command(bind: str) -> list[str]:
+    """Return the gunicorn command line of `make run` (its settings are in gunicorn.conf.py)."""
+    config = str(ROOT / "gunicorn.conf.py")
+    return [
+        "gunicorn",
+        "--config",
+        config,
+        "--bind",
+        bind,
+        "--workers",
+        "2",
+        "--access-logfile",
+        "-",
+    ]
+
+
+def worker_command() -> list[str]:
+    """Return the Celery worker command line of `make run` (bench/pipeline.py starts the same).
+
+    No --concurrency: the settings size the pool from the machine (one process per core
+    on a CPU, each with one torch thread; one process on a GPU), or from
+    EMBEDDINGS_WORKER_CONCURRENCY when set (analytics/settings/base.py).
+    """
+    return ["celery", "-A", "analytics", "worker", "-Q", "default,embeddings", "--loglevel", "INFO"]
+
+
+def beat_command(schedule: Path) -> list[str]:
+    """Return the Celery beat command line of `make run`."""
+    return ["celery", "-A", "analytics", "beat", "--schedule", str(schedule), "--loglevel", "INFO"]
+
+
 def _interrupt(signum: int, frame: object) -> None:
     """Turn a stop signal into KeyboardInterrupt so the same cleanup runs."""
     raise KeyboardInterrupt
@@ -78,41 +109,10 @@ def main() -> int:
     step("seeding the demo catalogue (its embeddings follow in the worker)")
     print(manage("seed_demo_items"), flush=True)
 
-    beat_schedule = STACK / "celerybeat-schedule"
     commands = {
-        "web": [
-            "gunicorn",
-            "--config",
-            str(ROOT / "gunicorn.conf.py"),
-            "--bind",
-            f"{HOST}:{PORT}",
-            "--workers",
-            "2",
-            "--access-logfile",
-            "-",
-        ],
-        "worker": [
-            "celery",
-            "-A",
-            "analytics",
-            "worker",
-            "-Q",
-            "default,embeddings",
-            "--concurrency",
-            "2",
-            "--loglevel",
-            "INFO",
-        ],
-        "beat": [
-            "celery",
-            "-A",
-            "analytics",
-            "beat",
-            "--schedule",
-            str(beat_schedule),
-            "--loglevel",
-            "INFO",
-        ],
+        "web": web_command(f"{HOST}:{PORT}"),
+        "worker": worker_command(),
+        "beat": beat_command(STACK / "celerybeat-schedule"),
     }
     processes: dict[str, subprocess.Popen[bytes]] = {}
 

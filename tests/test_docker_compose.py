@@ -1,5 +1,6 @@
 """docker-compose.yml cannot start here, so its structure is checked instead."""
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,27 @@ def test_commands(compose):
     # Without a GPU the plain worker embeds, or items would never be searchable.
     worker = services["worker"]["command"]
     assert worker[worker.index("-Q") + 1] == "${WORKER_QUEUES:-default,embeddings}"
+
+
+def test_workers_are_sized_by_the_settings_as_make_run_starts_them(compose):
+    """Compose's workers pass no --concurrency, like `make run`: the settings size the pool."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from run import worker_command
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    local = worker_command()
+    assert "--concurrency" not in local
+    services = compose["services"]
+    for name in ("worker", "gpu-worker"):
+        command = services[name]["command"]
+        assert "--concurrency" not in command, name
+        # The same program and options as `make run`, bar the queues each one serves.
+        queues = command.index("-Q")
+        assert command[:queues] + command[queues + 2 :] == [
+            part for index, part in enumerate(local) if index not in (queues, queues + 1)
+        ]
+    assert services["gpu-worker"]["environment"]["EMBEDDINGS_DEVICE"] == "cuda"
 
 
 def test_gpu_worker_reserves_an_nvidia_device_under_a_profile(compose):

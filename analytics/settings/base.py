@@ -7,6 +7,7 @@ import dj_database_url
 import django_stubs_ext
 
 from analytics.settings.environment import env_bool, env_int, env_list, env_str
+from analytics.settings.machine import gpu_present, usable_cores
 
 # Lets admin and form classes be subscripted for type checking (ModelAdmin[Project]).
 django_stubs_ext.monkeypatch()
@@ -192,7 +193,32 @@ SERIES_MAX_POINTS = env_int("SERIES_MAX_POINTS", 2000)
 EMBEDDINGS_MODEL_DIR = env_str("EMBEDDINGS_MODEL_DIR")  # empty: the packaged all-MiniLM-L6-v2
 EMBEDDINGS_MODEL_NAME = env_str("EMBEDDINGS_MODEL_NAME", "all-MiniLM-L6-v2")
 EMBEDDINGS_DEVICE = env_str("EMBEDDINGS_DEVICE", "auto")
-EMBEDDINGS_BATCH_SIZE = env_int("EMBEDDINGS_BATCH_SIZE", 64)
+# Worker sizing follows from the machine unless set (bench/pipeline.py measures it; README
+# "Pipeline throughput"). On a CPU: one pool process per core, each with one torch thread,
+# set in the child after the fork. Several processes of one thread each keep every core
+# busy while one of them waits for PostgreSQL, and never oversubscribe: the old default of
+# 2 processes x torch's default of all cores ran 4 spinning threads on 2 cores. Beyond 8
+# processes the models' memory adds up, so larger machines give each process more threads.
+# On a GPU: one process feeds the device, with every core for tokenizing.
+_GPU = gpu_present(EMBEDDINGS_DEVICE)
+_CORES = usable_cores()
+EMBEDDINGS_WORKER_CONCURRENCY = env_int(
+    "EMBEDDINGS_WORKER_CONCURRENCY", 1 if _GPU else min(_CORES, 8)
+)
+EMBEDDINGS_TORCH_THREADS = env_int(
+    "EMBEDDINGS_TORCH_THREADS", max(1, _CORES // max(1, EMBEDDINGS_WORKER_CONCURRENCY))
+)
+# Rows claimed, encoded and written in one transaction: the encoder sorts texts by length
+# only within one call, so bigger claims waste less on padding (a CPU encodes 256-text
+# calls faster than 64-text ones); a GPU needs thousands per call to be busy.
+EMBEDDINGS_BATCH_SIZE = env_int("EMBEDDINGS_BATCH_SIZE", 4096 if _GPU else 256)
+# Item ids per embedding task. On a CPU one claim's worth: tasks of 1024 cost no less CPU per
+# item than tasks of 256 but leave a core idle while the last big task of a load finishes
+# alone, and make a free-text query (a task of its own, served first) wait longer for a
+# pool process. A GPU process takes a few claims per task.
+EMBEDDINGS_IDS_PER_TASK = env_int("EMBEDDINGS_IDS_PER_TASK", 16384 if _GPU else 256)
+# Workers started without --concurrency (`make run`, docker-compose) size their pool here.
+CELERY_WORKER_CONCURRENCY = EMBEDDINGS_WORKER_CONCURRENCY
 EMBEDDINGS_QUERY_TIMEOUT = env_int("EMBEDDINGS_QUERY_TIMEOUT", 5)
 # An item still unembedded this long after its embedding was asked for lost its message
 # (or its worker): the sweep asks again. Longer than an embedding task's time limit.

@@ -26,12 +26,25 @@ class Batching:
     max_batch: int  # texts per batch, whatever their length
     prefetch: int  # batches prepared ahead by a background thread (0: none, inline)
     pin: bool  # put ids and masks in pinned memory, for asynchronous copies to a GPU
+    # A text joins a batch cut by the token budget only while its length is at least this
+    # share of the batch's longest: a call of a few texts of very different lengths then
+    # computes several small batches instead of padding short texts to the longest one.
+    min_fill: float = 0.0
 
 
 # CPU: batches of ~2k tokens keep activations in cache with GEMMs as efficient as bigger ones;
-# both cores compute, so a tokenizing thread would only take time from them.
+# both cores compute, so a tokenizing thread would only take time from them. A batch costs
+# a few milliseconds of its own, about what ten padded tokens cost, so a text shorter than
+# half the longest of its batch is better in the next one (embedding workers encode claims
+# of a few hundred texts, a trickle's tasks only a few).
 CPU_BATCHING = Batching(
-    chunk_texts=65536, first_chunk=65536, batch_tokens=2048, max_batch=256, prefetch=0, pin=False
+    chunk_texts=65536,
+    first_chunk=65536,
+    batch_tokens=2048,
+    max_batch=256,
+    prefetch=0,
+    pin=False,
+    min_fill=0.5,
 )
 # CUDA: only big batches keep the GPU busy (small ones are bound by kernel launches), and the
 # host tokenizes the next chunk while the GPU computes. max_batch * heads stays below 65535, the
@@ -113,6 +126,10 @@ def make_batches(
             width = int(lengths[order[start]])  # the longest text of the batch comes first
             size = batch_size or min(batching.max_batch, max(1, batching.batch_tokens // width))
             chosen = order[start : start + size]
+            if batch_size is None and batching.min_fill:
+                # Lengths fall along `chosen`: keep the texts down to min_fill of the longest.
+                fits = np.searchsorted(-lengths[chosen], -batching.min_fill * width, side="right")
+                chosen = chosen[: max(1, int(fits))]
             start += len(chosen)
             counts = lengths[chosen]
             columns = np.arange(width)

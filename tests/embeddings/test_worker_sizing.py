@@ -1,0 +1,52 @@
+"""Embedding workers started as `make run` starts them: the settings size the pool and torch."""
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from analytics.celery import app
+from embeddings.services import EMBED_PRIORITY
+from tests.embeddings.workers import create_catalogue, wait_embedded
+from tests.helpers import running_celery_worker, worker_environment
+
+ROOT = Path(__file__).resolve().parents[2]
+QUEUE = "embeddings-sizing"
+
+
+def make_run_worker_argv(queue: str) -> list[str]:
+    """Return `make run`'s worker command line (scripts/run.py), serving `queue` instead."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from run import worker_command
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    argv = worker_command()
+    argv[argv.index("-Q") + 1] = queue
+    return [sys.executable, "-m", *argv, "-n", "sizing@%h", "--without-gossip", "--without-mingle"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pool_processes_and_torch_threads_come_from_the_settings(project, tmp_path):
+    """Without --concurrency the pool has EMBEDDINGS_WORKER_CONCURRENCY processes, each with
+    EMBEDDINGS_TORCH_THREADS torch threads set after the fork, and they embed."""
+    env = worker_environment()
+    env.update(
+        EMBEDDINGS_WORKER_CONCURRENCY="2", EMBEDDINGS_TORCH_THREADS="1", EMBEDDINGS_DEVICE="cpu"
+    )
+    log = tmp_path / "worker.log"
+    ids = create_catalogue(project, 40)
+    with running_celery_worker(argv=make_run_worker_argv(QUEUE), env=env, log=log):
+        for start in range(0, len(ids), 10):
+            app.send_task(
+                "embeddings.embed_items",
+                args=[ids[start : start + 10]],
+                queue=QUEUE,
+                priority=EMBED_PRIORITY,
+            )
+        wait_embedded(ids)
+    text = log.read_text()
+    assert re.search(r"concurrency: 2 \(prefork\)", text), text[-3000:]
+    loaded = re.findall(r"encoder \S+ loaded on cpu with (\d+) torch threads", text)
+    assert loaded == ["1", "1"], text[-3000:]
