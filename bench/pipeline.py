@@ -315,7 +315,7 @@ def count_pending(conn: psycopg.Connection[Any], project_id: int, model: str) ->
     from embeddings.currency import needs_embedding_sql
 
     row = conn.execute(
-        f"SELECT count(*), count(*) FILTER (WHERE {needs_embedding_sql(model='%s')})"
+        f"SELECT count(*), count(*) FILTER (WHERE {needs_embedding_sql(model='%s', state_only=True)})"
         " FROM embeddings_item WHERE project_id = %s",
         [model, project_id],
     ).fetchone()
@@ -467,7 +467,7 @@ def measure_trickle(
     next_progress = start + PROGRESS_EVERY_S
     query = (
         "SELECT external_id FROM embeddings_item WHERE project_id = %s"
-        f" AND external_id = ANY(%s) AND NOT {needs_embedding_sql(model='%s')}"
+        f" AND external_id = ANY(%s) AND NOT {needs_embedding_sql(model='%s', state_only=True)}"
     )
     with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
         cpu_before = cpu_snapshot(stack, conn)

@@ -10,6 +10,8 @@ from safetensors import safe_open
 from embeddings.encoder.files import ModelSpec
 
 WEIGHTS_FILE = "model.safetensors"
+# Longest (padded) batch, in tokens, whose bf16 attention runs as plain products on the CPU.
+PLAIN_ATTENTION_MAX_LENGTH = 64
 
 
 def load_weights(path: Any) -> dict[str, torch.Tensor]:
@@ -119,12 +121,13 @@ class Bert:
         """Return the attention context of fused (batch, length, 3 * hidden) projections."""
         batch, length, _ = qkv.shape
         q, k, v = qkv.view(batch, length, 3, self.spec.num_heads, -1).permute(2, 0, 3, 1, 4)
-        if self.on_cuda or q.dtype == torch.float32:
+        if self.on_cuda or q.dtype == torch.float32 or length > PLAIN_ATTENTION_MAX_LENGTH:
             # Flash (no mask) or memory-efficient (mask) kernels; the scale is in the weights.
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=1.0)
         else:
-            # SDPA's CPU kernel is slow in bf16: for sentences (tens of tokens) plain products
-            # with the softmax in fp32 take half its time.
+            # SDPA's CPU kernel is slow in bf16 for short texts: up to 64 tokens plain products
+            # with the softmax in fp32 take half its time. Beyond that a batch's fp32 scores
+            # outgrow the caches and SDPA's tiled kernel wins (bench/attention.py).
             scores = torch.matmul(q, k.transpose(-1, -2)).float()
             if keep is not None:
                 scores.masked_fill_(keep.logical_not(), float("-inf"))
