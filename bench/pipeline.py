@@ -651,7 +651,7 @@ def prepare() -> tuple[dict[str, int], dict[str, str]]:
 def empty_items() -> None:
     """Start a run with no items (and a fresh HNSW index), as a first import would."""
     with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
-        conn.execute("TRUNCATE embeddings_item")
+        conn.execute("TRUNCATE embeddings_nextvector, embeddings_item")
         conn.execute("VACUUM ANALYZE embeddings_item")
 
 

@@ -53,11 +53,13 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "scripts"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "analytics.settings.local")
 os.environ["DEBUG"] = "0"  # no query log in any process of the soak
 os.environ["LOG_LEVEL"] = "WARNING"
 
 from gunicorn_server import free_port, gunicorn_command  # noqa: E402
+from run import worker_command  # noqa: E402
 from soak_load import (  # noqa: E402
     EventTemplate,
     Record,
@@ -221,10 +223,8 @@ def servers(target: Target, workdir: Path, args: argparse.Namespace) -> list[Ser
         ),
         ServerProcess(
             "worker",
-            [
-                *(python, "-m", "celery", "-A", "analytics", "worker", "-Q", "default,embeddings"),
-                *("--concurrency", "2", "--loglevel", "INFO", "-n", f"soak-{os.getpid()}@%h"),
-            ],
+            # `make run`'s worker, its pool sized by the settings from the machine.
+            [*worker_command(), "-n", f"soak-{os.getpid()}@%h"],
             workdir / "worker.log",
         ),
         ServerProcess(
