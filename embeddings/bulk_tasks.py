@@ -10,32 +10,26 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from celery import Task, shared_task
-from celery.signals import celeryd_after_setup, worker_process_init
+from celery.signals import worker_process_init
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
+from django.db import connection
 
 from analytics.celery import app
 from embeddings import bulk
 from embeddings.active_model import served_model
 from embeddings.constants import EMBEDDING_DIMENSIONS
 from embeddings.services import EMBED_PRIORITY
-from embeddings.worker import EMBEDDINGS_QUEUE, encode_texts, get_encoder, model_name
+from embeddings.tasks import QUERY_ENCODER, VECTOR_WRITER
+from embeddings.worker import consumes_embeddings, encode_texts, get_encoder, model_name
 
 if TYPE_CHECKING:
     from embeddings.encoder import SentenceEncoder
 
 logger = logging.getLogger(__name__)
 
-FILL_SOFT_LIMIT_S = 240
-FILL_HARD_LIMIT_S = 300
-QUERY_SOFT_LIMIT_S = 20
-QUERY_HARD_LIMIT_S = 30
-
 _lock = threading.Lock()
 # The served model's encoder while a model change is re-embedded: one at a time.
 _other: "tuple[tuple[str, str], SentenceEncoder] | None" = None
-# Set in the worker's parent before the pool forks; the children inherit it.
-_consumes_embeddings = False
 
 
 def send_fill(run_id: int, batch_size: int = bulk.FILL_BATCH) -> str:
@@ -50,17 +44,7 @@ def send_fill(run_id: int, batch_size: int = bulk.FILL_BATCH) -> str:
     )
 
 
-@shared_task(
-    bind=True,
-    name="embeddings.fill_next_vectors",
-    acks_late=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    max_retries=3,
-    retry_backoff=5,
-    retry_jitter=True,
-    soft_time_limit=FILL_SOFT_LIMIT_S,
-    time_limit=FILL_HARD_LIMIT_S,
-)
+@shared_task(name="embeddings.fill_next_vectors", **VECTOR_WRITER)
 def fill_next_vectors_task(
     self: "Task[Any, Any]", run_id: int, batch_size: int = bulk.FILL_BATCH
 ) -> dict[str, Any]:
@@ -96,25 +80,10 @@ def _encoder_for(name: str, model_dir: str) -> "SentenceEncoder":
         return _other[1]
 
 
-@shared_task(
-    name="embeddings.encode_query_as",
-    # A query nobody waits for any more is not worth redelivering.
-    acks_late=False,
-    soft_time_limit=QUERY_SOFT_LIMIT_S,
-    time_limit=QUERY_HARD_LIMIT_S,
-)
+@shared_task(name="embeddings.encode_query_as", **QUERY_ENCODER)
 def encode_query_as_task(texts: list[str], model: str, model_dir: str) -> list[list[float]]:
     """Return the embeddings of free-text examples by `model` (the served one, during a model change)."""
     return [vector.tolist() for vector in _encoder_for(model, model_dir).encode(texts)]
-
-
-@celeryd_after_setup.connect
-def _note_queues(sender: object = None, instance: Any = None, **_: object) -> None:
-    """Remember, in the parent, whether this worker serves the embeddings queue."""
-    global _consumes_embeddings
-    queues = getattr(getattr(instance, "app", None), "amqp", None)
-    names = set(queues.queues.consume_from) if queues is not None else set()
-    _consumes_embeddings = EMBEDDINGS_QUEUE in names
 
 
 def _preload_served() -> None:
@@ -131,5 +100,5 @@ def _preload_served() -> None:
 @worker_process_init.connect
 def _start_preload(**_: object) -> None:
     """While a model change waits for its swap, load the served model for free-text queries too."""
-    if _consumes_embeddings:
+    if consumes_embeddings():
         threading.Thread(target=_preload_served, name="served-preload", daemon=True).start()

@@ -17,20 +17,29 @@ EMBED_HARD_LIMIT_S = 300
 QUERY_SOFT_LIMIT_S = 20
 QUERY_HARD_LIMIT_S = 30
 
+# Options of every task that computes and writes vectors (here and in bulk_tasks): acked
+# after the work, so a killed worker's message is redelivered; a database that drops out
+# is worth three more tries, anything else is a bug (and the sweep, or the bulk run's
+# stall check, brings the items back once it is fixed).
+VECTOR_WRITER: dict[str, Any] = {
+    "bind": True,
+    "acks_late": True,
+    "autoretry_for": (OperationalError, InterfaceError),
+    "max_retries": 3,
+    "retry_backoff": 5,
+    "retry_jitter": True,
+    "soft_time_limit": EMBED_SOFT_LIMIT_S,
+    "time_limit": EMBED_HARD_LIMIT_S,
+}
+# Free-text queries: a query nobody waits for any more is not worth redelivering.
+QUERY_ENCODER: dict[str, Any] = {
+    "acks_late": False,
+    "soft_time_limit": QUERY_SOFT_LIMIT_S,
+    "time_limit": QUERY_HARD_LIMIT_S,
+}
 
-@shared_task(
-    bind=True,
-    name="embeddings.embed_items",
-    acks_late=True,
-    # A database that drops out is worth three more tries; anything else is a bug
-    # (and the sweep brings the items back once it is fixed).
-    autoretry_for=(OperationalError, InterfaceError),
-    max_retries=3,
-    retry_backoff=5,
-    retry_jitter=True,
-    soft_time_limit=EMBED_SOFT_LIMIT_S,
-    time_limit=EMBED_HARD_LIMIT_S,
-)
+
+@shared_task(name="embeddings.embed_items", **VECTOR_WRITER)
 def embed_items_task(self: "Task[Any, Any]", item_ids: list[int]) -> dict[str, Any]:
     """Embed the items among `item_ids` that need it (idempotent)."""
     result = services.embed_items(
@@ -48,13 +57,7 @@ def embed_items_task(self: "Task[Any, Any]", item_ids: list[int]) -> dict[str, A
     }
 
 
-@shared_task(
-    name="embeddings.encode_query",
-    # A query nobody waits for any more is not worth redelivering.
-    acks_late=False,
-    soft_time_limit=QUERY_SOFT_LIMIT_S,
-    time_limit=QUERY_HARD_LIMIT_S,
-)
+@shared_task(name="embeddings.encode_query", **QUERY_ENCODER)
 def encode_query_task(texts: list[str]) -> list[list[float]]:
     """Return the embeddings of free-text search examples, for the web tier."""
     return [vector.tolist() for vector in encode_texts(texts)]

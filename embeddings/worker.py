@@ -78,6 +78,11 @@ def _note_queues(sender: object = None, instance: Any = None, **_: object) -> No
     _consumes_embeddings = EMBEDDINGS_QUEUE in names
 
 
+def consumes_embeddings() -> bool:
+    """Whether this worker serves the embeddings queue (known once the worker is set up)."""
+    return _consumes_embeddings
+
+
 def _preload() -> None:
     try:
         get_encoder()
