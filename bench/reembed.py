@@ -44,9 +44,12 @@ from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "analytics.settings.local")
 os.environ["DEBUG"] = "0"  # no query log in the timed process
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+from throwaway import say, throwaway_database  # noqa: E402
 
 SEED = 20_261_205
 DIMENSIONS = 384
@@ -147,21 +150,6 @@ WORDS = [
     "spruce",
     "top",
 ]
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def bench_url(url: str) -> tuple[str, str]:
-    base, _, name = url.rpartition("/")
-    name = name.split("?")[0] + "_bench_reembed"
-    return f"{base}/{name}", name
-
-
-def admin_execute(url: str, statement: sql.Composed) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(statement)
 
 
 def texts(count: int, rng: np.random.Generator) -> list[tuple[str, str]]:
@@ -345,24 +333,8 @@ def main() -> None:
     args = parser.parse_args()
     if not 0 < args.incremental_items < args.items:
         parser.error("need 0 < --incremental-items < --items")
-    source_url = os.environ["DATABASE_URL"]
-    url, name = bench_url(source_url)
-    say(f"==> creating database {name}")
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-    admin_execute(source_url, drop)
-    admin_execute(source_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    os.environ["DATABASE_URL"] = url
-    try:
+    with throwaway_database("reembed", keep=args.keep) as url:
         figures = run(url, args)
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        if args.keep:
-            say(f"==> kept database {name}")
-        else:
-            say(f"==> dropping database {name}")
-            admin_execute(source_url, drop)
     print(json.dumps(figures))
 
 

@@ -33,11 +33,14 @@ from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "analytics.settings.local")
 os.environ["DEBUG"] = "0"  # no query log in the timed process
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 # Into a log (not a terminal) a bar writes its final line only, not one per redraw.
+from throwaway import say, throwaway_database  # noqa: E402
+
 from analytics.progress import progress_bar  # noqa: E402
 
 SEED = 20_261_125
@@ -50,10 +53,6 @@ CATEGORIES = 10
 K = 10
 COPY_BATCH = 10_000
 TARGET_RECALL, TARGET_P50_MS, TARGET_FILTERED_RECALL = 0.95, 5.0, 0.9
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def clustered_vectors(count: int, rng: np.random.Generator, centres: Any, bases: Any) -> Any:
@@ -79,18 +78,6 @@ def make_data(items: int, queries: int) -> tuple[Any, Any]:
         ]
     )
     return vectors, clustered_vectors(queries, rng, centres, bases)
-
-
-def bench_url(url: str) -> tuple[str, str]:
-    """Return (URL of the bench database, its name), beside the configured database."""
-    base, _, name = url.rpartition("/")
-    name = name.split("?")[0] + "_bench_vector"
-    return f"{base}/{name}", name
-
-
-def admin_execute(url: str, statement: sql.Composed) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(statement)
 
 
 def load(url: str, project_id: int, vectors: Any, model: str) -> None:
@@ -276,28 +263,8 @@ def main() -> None:
     if args.items < 1000 or args.queries < 10 or args.runs < 1 or args.clients < 1:
         parser.error("need --items >= 1000, --queries >= 10, --runs >= 1, --clients >= 1")
 
-    source_url = os.environ["DATABASE_URL"]
-    url, name = bench_url(source_url)
-    say(f"==> creating database {name}")
-    admin_execute(
-        source_url, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-    )
-    admin_execute(source_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    os.environ["DATABASE_URL"] = url
-    try:
+    with throwaway_database("vector", keep=args.keep) as url:
         figures = run(url, args)
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        if args.keep:
-            say(f"==> kept database {name}")
-        else:
-            say(f"==> dropping database {name}")
-            admin_execute(
-                source_url,
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
-            )
     print(json.dumps(figures))
 
 
