@@ -188,16 +188,25 @@ def test_the_incremental_path_leaves_what_a_bulk_run_covers(project):
     assert sorted(swept.requested) == sorted([*fresh.queued, items["i-1"].pk])
 
 
-def search_answers(client: Any, key: str) -> str:
-    """Search by an item and by free text; both must answer 200 with k results. Return the model."""
+def search_models(client: Any, key: str) -> list[str]:
+    """Search by an item, then by free text; both must answer 200 with k results.
+
+    Return the model each answer came from, in order (two requests: a swap may fall between).
+    """
     similar = get(client, "/api/v1/items/i-0/similar", key, k=5)
     assert similar.status_code == 200, similar.json()
     assert similar.json()["count"] == 5
     text = post_json(client, SEARCH, key, {"like": [{"text": "a cast iron skillet"}], "k": 5})
     assert text.status_code == 200, text.json()
     assert text.json()["count"] == 5
-    assert text.json()["model"] == similar.json()["model"]
-    return str(similar.json()["model"])
+    return [str(similar.json()["model"]), str(text.json()["model"])]
+
+
+def search_answers(client: Any, key: str) -> str:
+    """`search_models` where nothing can swap meanwhile: both answers of one model, returned."""
+    similar_model, text_model = search_models(client, key)
+    assert text_model == similar_model
+    return similar_model
 
 
 @pytest.mark.django_db(transaction=True)
@@ -277,7 +286,7 @@ def test_search_never_fails_while_reembed_runs_with_workers(
     command.start()
     models = []
     while command.is_alive():
-        models.append(search_answers(client, key))
+        models.extend(search_models(client, key))
         time.sleep(0.1)  # leave the cores to the workers
     command.join()
     assert not failure, failure
