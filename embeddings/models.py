@@ -56,6 +56,13 @@ class Item(models.Model):
             GinIndex(
                 fields=["attributes"], name="item_attributes_gin", opclasses=["jsonb_path_ops"]
             ),
+            # The items whose vector is missing or older than their text: where an
+            # embedding task looks for pending items beyond its own ids (services.embed_items).
+            models.Index(
+                fields=["id"],
+                name="item_embedding_outdated",
+                condition=~models.Q(embedded_hash=models.F("content_hash")),
+            ),
             HnswIndex(
                 name="item_embedding_hnsw",
                 fields=["embedding"],

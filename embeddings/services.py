@@ -59,6 +59,7 @@ class UpsertResult:
 class EmbedResult:
     embedded: int = 0
     skipped: int = 0  # done already, or being embedded by another worker right now
+    topped_up: int = 0  # embedded beyond the task's own ids
     seconds: float = 0.0
     item_ids: list[int] = field(default_factory=list)
 
@@ -181,6 +182,21 @@ WHERE id = ANY(%(ids)s) AND {_NEEDS_EMBEDDING}
 ORDER BY id
 FOR UPDATE SKIP LOCKED"""
 
+# Pending items beyond a task's own ids, oldest first, that no other worker holds. The
+# candidates are read from the small partial index of outdated rows and capped, so a
+# task never scans a table-wide backlog that is not its to take (a bulk run's items are
+# outdated too, but the bulk run embeds them: the needs-embedding rule leaves them out).
+_TOP_UP = f"""
+SELECT id, project_id, title, text, content_hash FROM embeddings_item
+WHERE id IN (
+        SELECT id FROM embeddings_item WHERE embedded_hash <> content_hash
+        ORDER BY id LIMIT %(scan)s)
+  AND {_NEEDS_EMBEDDING} AND id <> ALL(%(own)s)
+ORDER BY id
+LIMIT %(extra)s
+FOR UPDATE SKIP LOCKED"""
+TOP_UP_SCAN = 1024
+
 # Vectors go in by binary COPY into a staging table, then one UPDATE joins it: no text
 # formatting of 384 floats per row in Python, no parsing in PostgreSQL (README, "Pipeline
 # throughput"). `vector` without a width: the UPDATE checks it against the column's.
@@ -235,35 +251,48 @@ def write_vectors(
         for row in zip(ids, hashes, vectors.astype(np.float32, copy=False), strict=True):
             copy.write_row(row)
     cursor.execute(_WRITE, {"model": model})
-    return cursor.rowcount
+    written = cursor.rowcount
+    # Emptied at commit anyway, but a caller's outer transaction may write again first.
+    cursor.execute("DELETE FROM embedding_staging")
+    return written
 
 
 def embed_items(
-    *, item_ids: Sequence[int], encode: Encode, model: str, batch_size: int
+    *, item_ids: Sequence[int], encode: Encode, model: str, batch_size: int, top_up: int = 0
 ) -> EmbedResult:
     """Embed those of `item_ids` that need it, `batch_size` at a time; idempotent.
 
     Each batch is claimed, encoded and written in one transaction: the row locks keep
     other workers off these items until the vectors are committed, and vanish with
     the connection if this process dies, so the sweep can hand them to another.
+
+    A batch that the task's own ids leave short is topped up with other pending items,
+    oldest first, at most `top_up` of them. Under a steady trickle each commit sends a task of a few ids; when the
+    workers fall behind, the tasks they pick up find the backlog's items in their claims
+    and encode them in batches big enough to amortise a transaction and sort by length,
+    and the tasks that sent those items find them done. The workers catch up instead of
+    falling further behind at the cost per item of the smallest batches.
     """
     started = time.perf_counter()
     result = EmbedResult()
     unique = sorted(set(item_ids))
     phases: dict[str, float] = {"claim": 0.0, "encode": 0.0, "write": 0.0}
-    for chunk in _chunks(unique, max(1, batch_size)):
+    size = max(1, batch_size)
+    for chunk in _chunks(unique, size):
         with transaction.atomic():
             connection.ensure_connection()
             raw: psycopg.Connection[Any] = connection.connection
             with raw.cursor() as cursor:
                 began = time.perf_counter()
-                cursor.execute(_CLAIM, {"ids": chunk, "model": model})
-                rows = cursor.fetchall()
-                result.skipped += len(chunk) - len(rows)
-                if not rows:
+                own = _claim(cursor, _CLAIM, {"ids": chunk, "model": model})
+                result.skipped += len(chunk) - len(own)
+                room = min(size - len(own), max(0, top_up))
+                others = {"own": chunk, "model": model, "scan": TOP_UP_SCAN, "extra": room}
+                extra = _claim(cursor, _TOP_UP, others) if room else []
+                if not own and not extra:
                     continue
                 claimed = time.perf_counter()
-                vectors = encode([embedding_input(title, text) for _, _, title, text, _ in rows])
+                rows, vectors = _encode_claimed(encode, own=own, extra=extra)
                 encoded = time.perf_counter()
                 result.embedded += write_vectors(
                     cursor,
@@ -273,6 +302,7 @@ def embed_items(
                     vectors=vectors,
                 )
             result.item_ids.extend(row[0] for row in rows)
+            result.topped_up += len(rows) - len(own)
             per_project = Counter(row[1] for row in rows)
             _on_commit_robust(_record_computed, per_project)
         phases["claim"] += claimed - began
@@ -280,8 +310,10 @@ def embed_items(
         phases["write"] += time.perf_counter() - encoded  # the commit included
     result.seconds = time.perf_counter() - started
     logger.info(
-        "embedded %d items (%d skipped) in %.2f s with %s (claim %.2f s, encode %.2f s, write %.2f s)",
+        "embedded %d items (%d beyond the task's own, %d skipped) in %.2f s with %s"
+        " (claim %.2f s, encode %.2f s, write %.2f s)",
         result.embedded,
+        result.topped_up,
         result.skipped,
         result.seconds,
         model,
@@ -290,6 +322,37 @@ def embed_items(
         phases["write"],
     )
     return result
+
+
+_Claimed = list[tuple[Any, ...]]  # (id, project_id, title, text, content_hash)
+
+
+def _claim(cursor: psycopg.Cursor[Any], query: str, params: dict[str, Any]) -> _Claimed:
+    cursor.execute(query, params)
+    return cursor.fetchall()
+
+
+def _encode_claimed(
+    encode: Encode, *, own: _Claimed, extra: _Claimed
+) -> tuple[_Claimed, np.ndarray]:
+    """Return the rows to write and their vectors: all claimed rows, or the own ones alone.
+
+    An item the encoder fails on must not stop every task that tops up with it: the
+    task then encodes its own items only, and the failing item fails its own task,
+    which is retried and reported like before.
+    """
+    rows = own + extra
+    try:
+        return rows, encode([embedding_input(row[2], row[3]) for row in rows])
+    except Exception:
+        if not extra:
+            raise
+        logger.exception(
+            "encoding %d claimed items failed; encoding the task's own %d alone",
+            len(rows),
+            len(own),
+        )
+    return own, encode([embedding_input(row[2], row[3]) for row in own])
 
 
 def _record_computed(per_project: Counter[int]) -> None:

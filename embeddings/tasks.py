@@ -47,10 +47,12 @@ def embed_items_task(self: "Task[Any, Any]", item_ids: list[int]) -> dict[str, A
         encode=encode_texts,
         model=model_name(),
         batch_size=settings.EMBEDDINGS_BATCH_SIZE,
+        top_up=settings.EMBEDDINGS_TOP_UP,
     )
     return {
         "embedded": result.embedded,
         "skipped": result.skipped,
+        "topped_up": result.topped_up,
         "item_ids": result.item_ids,
         "seconds": round(result.seconds, 3),
         "worker": f"{self.request.hostname}:{os.getpid()}",

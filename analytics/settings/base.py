@@ -217,6 +217,11 @@ EMBEDDINGS_BATCH_SIZE = env_int("EMBEDDINGS_BATCH_SIZE", 4096 if _GPU else 256)
 # alone, and make a free-text query (a task of its own, served first) wait longer for a
 # pool process. A GPU process takes a few claims per task.
 EMBEDDINGS_IDS_PER_TASK = env_int("EMBEDDINGS_IDS_PER_TASK", 16384 if _GPU else 256)
+# Most pending items a claim takes beyond its task's own ids when those leave it short
+# (services.embed_items): a trickle's backlog is caught up in claims that amortise a
+# transaction, yet no bigger than the device encodes in about a second, because every
+# item in a claim waits for the whole claim (64 of a catalogue's texts on one CPU core).
+EMBEDDINGS_TOP_UP = env_int("EMBEDDINGS_TOP_UP", 4096 if _GPU else 64)
 # Workers started without --concurrency (`make run`, docker-compose) size their pool here.
 CELERY_WORKER_CONCURRENCY = EMBEDDINGS_WORKER_CONCURRENCY
 EMBEDDINGS_QUERY_TIMEOUT = env_int("EMBEDDINGS_QUERY_TIMEOUT", 5)

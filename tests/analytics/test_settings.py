@@ -98,6 +98,7 @@ def sizing(**env: str) -> dict[str, int]:
         "EMBEDDINGS_TORCH_THREADS",
         "EMBEDDINGS_BATCH_SIZE",
         "EMBEDDINGS_IDS_PER_TASK",
+        "EMBEDDINGS_TOP_UP",
         "CELERY_WORKER_CONCURRENCY",
     ]
     script = (
@@ -127,6 +128,7 @@ def test_worker_sizing_follows_the_machine_unless_set():
         "EMBEDDINGS_TORCH_THREADS": cores // processes,
         "EMBEDDINGS_BATCH_SIZE": 256,
         "EMBEDDINGS_IDS_PER_TASK": 256,
+        "EMBEDDINGS_TOP_UP": 64,
         "CELERY_WORKER_CONCURRENCY": processes,
     }
     gpu = sizing(EMBEDDINGS_DEVICE="cuda")
@@ -135,6 +137,7 @@ def test_worker_sizing_follows_the_machine_unless_set():
         "EMBEDDINGS_TORCH_THREADS": cores,
         "EMBEDDINGS_BATCH_SIZE": 4096,
         "EMBEDDINGS_IDS_PER_TASK": 16384,
+        "EMBEDDINGS_TOP_UP": 4096,
         "CELERY_WORKER_CONCURRENCY": 1,
     }
     one = sizing(EMBEDDINGS_DEVICE="cpu", EMBEDDINGS_WORKER_CONCURRENCY="1")

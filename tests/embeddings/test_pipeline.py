@@ -10,6 +10,7 @@ import pytest
 from celery.signals import before_task_publish
 from django.core.management import call_command
 from django.db import connection, transaction
+from django.db.models import F
 from django.test import override_settings
 
 from analytics.celery import app
@@ -115,6 +116,62 @@ def test_same_content_is_embedded_once(project):
     assert third.embedded == 0
     assert len(encoded) == 2
     assert item_row(project, "a")["embedded_at"] == stamp
+
+
+@pytest.mark.django_db
+def test_a_task_tops_up_its_batch_with_the_oldest_pending_items(project):
+    """A task embeds up to `top_up` pending items beyond its own, oldest first; their tasks find them done."""
+    upsert_items(
+        project_id=project.pk,
+        items=[item(name, name) for name in ("a", "b", "c", "d", "e")],
+        model=model_name(),
+    )
+    ids = dict(Item.objects.values_list("external_id", "pk"))
+    encoded = []
+
+    def counting_encode(texts):
+        encoded.extend(texts)
+        return encode_texts(texts)
+
+    first = embed_items(
+        item_ids=[ids["e"]], encode=counting_encode, model=model_name(), batch_size=8, top_up=2
+    )
+    assert (first.embedded, first.topped_up) == (3, 2)
+    assert sorted(first.item_ids) == sorted([ids["a"], ids["b"], ids["e"]])
+    rest = embed_items(
+        item_ids=sorted(ids.values()),
+        encode=counting_encode,
+        model=model_name(),
+        batch_size=8,
+        top_up=8,
+    )
+    assert (rest.embedded, rest.topped_up, rest.skipped) == (2, 0, 3)
+    assert Counter(encoded) == Counter(f"Title {name}\n\n{name}" for name in ids)
+    assert not Item.objects.exclude(embedded_hash=F("content_hash")).exists()
+
+
+@pytest.mark.django_db
+def test_an_item_the_encoder_fails_on_fails_only_its_own_task(project):
+    """Topping up with an item the encoder rejects still embeds the task's own items."""
+    upsert_items(
+        project_id=project.pk,
+        items=[item("bad", "poison"), item("good", "fine")],
+        model=model_name(),
+    )
+    ids = dict(Item.objects.values_list("external_id", "pk"))
+
+    def picky_encode(texts):
+        if any("poison" in text for text in texts):
+            raise ValueError("cannot encode poison")
+        return encode_texts(texts)
+
+    result = embed_items(
+        item_ids=[ids["good"]], encode=picky_encode, model=model_name(), batch_size=8, top_up=8
+    )
+    assert (result.embedded, result.topped_up, result.item_ids) == (1, 0, [ids["good"]])
+    with pytest.raises(ValueError, match="poison"):
+        embed_items(item_ids=[ids["bad"]], encode=picky_encode, model=model_name(), batch_size=8)
+    assert item_row(project, "bad")["embedded_at"] is None
 
 
 @pytest.mark.django_db(transaction=True)

@@ -32,8 +32,13 @@ def test_pool_processes_and_torch_threads_come_from_the_settings(project, tmp_pa
     """Without --concurrency the pool has EMBEDDINGS_WORKER_CONCURRENCY processes, each with
     EMBEDDINGS_TORCH_THREADS torch threads set after the fork, and they embed."""
     env = worker_environment()
+    # No topping up: each task embeds its own ten items, so both processes load an encoder
+    # (they preload one only when they serve the `embeddings` queue itself).
     env.update(
-        EMBEDDINGS_WORKER_CONCURRENCY="2", EMBEDDINGS_TORCH_THREADS="1", EMBEDDINGS_DEVICE="cpu"
+        EMBEDDINGS_WORKER_CONCURRENCY="2",
+        EMBEDDINGS_TORCH_THREADS="1",
+        EMBEDDINGS_DEVICE="cpu",
+        EMBEDDINGS_TOP_UP="0",
     )
     log = tmp_path / "worker.log"
     ids = create_catalogue(project, 40)
