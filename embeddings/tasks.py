@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from embeddings import services
-from embeddings.worker import encode_texts, model_name
+from embeddings.worker import encode_texts, model_name, top_up_size
 
 # Hard limits leave the soft one time to roll the transaction back cleanly.
 EMBED_SOFT_LIMIT_S = 240
@@ -47,7 +47,7 @@ def embed_items_task(self: "Task[Any, Any]", item_ids: list[int]) -> dict[str, A
         encode=encode_texts,
         model=model_name(),
         batch_size=settings.EMBEDDINGS_BATCH_SIZE,
-        top_up=settings.EMBEDDINGS_TOP_UP,
+        top_up=top_up_size(limit=settings.EMBEDDINGS_TOP_UP),
     )
     return {
         "embedded": result.embedded,

@@ -25,6 +25,14 @@ logger = logging.getLogger(__name__)
 
 EMBEDDINGS_QUEUE = "embeddings"
 
+# Seconds of encoding a claim may grow by when it takes pending items beyond its task's
+# own: every item in a claim waits for the whole claim, and a trickle's p95 is held to 2 s.
+TOP_UP_SECONDS = 0.5
+# Of this process's recent encoding: texts and seconds, each decayed by _DECAY per call
+# (so a free-text query's single text counts as one text, not as one call).
+_DECAY = 0.8
+_recent = {"texts": 0.0, "seconds": 0.0}
+
 _lock = threading.Lock()
 _encoder: "SentenceEncoder | None" = None
 # Set in the worker's parent before the pool forks; the children inherit it.
@@ -66,7 +74,30 @@ def get_encoder() -> "SentenceEncoder":
 
 def encode_texts(texts: list[str]) -> np.ndarray:
     """Return unit vectors (len(texts), dimensions) for `texts`."""
-    return get_encoder().encode(texts)
+    encoder = get_encoder()
+    started = time.perf_counter()
+    vectors = encoder.encode(texts)
+    note_encoding_speed(texts=len(texts), seconds=time.perf_counter() - started)
+    return vectors
+
+
+def note_encoding_speed(*, texts: int, seconds: float) -> None:
+    """Add one call's `texts` and `seconds` to this process's recent encoding speed."""
+    _recent["texts"] = _DECAY * _recent["texts"] + texts
+    _recent["seconds"] = _DECAY * _recent["seconds"] + seconds
+
+
+def top_up_size(*, limit: int) -> int:
+    """Return how many pending items a claim may take beyond its task's own ids.
+
+    About TOP_UP_SECONDS of encoding at this process's recent speed, at most `limit`
+    (EMBEDDINGS_TOP_UP): a slow CPU tops up little, a GPU thousands; none before the
+    process has encoded anything.
+    """
+    if _recent["texts"] <= 0 or _recent["seconds"] <= 0:
+        return 0
+    per_second = _recent["texts"] / _recent["seconds"]
+    return max(0, min(limit, int(TOP_UP_SECONDS * per_second)))
 
 
 @celeryd_after_setup.connect

@@ -219,8 +219,8 @@ EMBEDDINGS_BATCH_SIZE = env_int("EMBEDDINGS_BATCH_SIZE", 4096 if _GPU else 256)
 EMBEDDINGS_IDS_PER_TASK = env_int("EMBEDDINGS_IDS_PER_TASK", 16384 if _GPU else 256)
 # Most pending items a claim takes beyond its task's own ids when those leave it short
 # (services.embed_items): a trickle's backlog is caught up in claims that amortise a
-# transaction, yet no bigger than the device encodes in about a second, because every
-# item in a claim waits for the whole claim (64 of a catalogue's texts on one CPU core).
+# transaction. Within this cap a worker takes what it encodes in about half a second
+# (embeddings.worker.top_up_size), because every item in a claim waits for the whole claim.
 EMBEDDINGS_TOP_UP = env_int("EMBEDDINGS_TOP_UP", 4096 if _GPU else 64)
 # Workers started without --concurrency (`make run`, docker-compose) size their pool here.
 CELERY_WORKER_CONCURRENCY = EMBEDDINGS_WORKER_CONCURRENCY

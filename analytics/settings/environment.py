@@ -50,7 +50,7 @@ VARIABLES: dict[str, str] = {
     "EMBEDDINGS_DEVICE": "encoder device in embedding workers: auto, cpu, cuda or cuda:N",
     "EMBEDDINGS_BATCH_SIZE": "items an embedding worker claims, encodes and writes in one transaction (default: 256 on a CPU, 4096 on a GPU)",
     "EMBEDDINGS_IDS_PER_TASK": "item ids per embedding task sent after a commit (default: 256 on a CPU, 16384 on a GPU)",
-    "EMBEDDINGS_TOP_UP": "most pending items an embedding claim takes beyond its task's own ids (default: 64 on a CPU, 4096 on a GPU)",
+    "EMBEDDINGS_TOP_UP": "most pending items an embedding claim takes beyond its task's own ids, within what the worker encodes in about 0.5 s (default: 64 on a CPU, 4096 on a GPU)",
     "EMBEDDINGS_WORKER_CONCURRENCY": "pool processes of a Celery worker started without --concurrency (default: one per core up to 8 on a CPU, 1 on a GPU)",
     "EMBEDDINGS_TORCH_THREADS": "torch threads of each embedding pool process (default: cores / pool processes)",
     "EMBEDDINGS_QUERY_TIMEOUT": "seconds the web waits for a worker to encode a free-text query (then 503)",

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from analytics.celery import app
+from embeddings import worker
 from embeddings.services import EMBED_PRIORITY
 from tests.embeddings.workers import create_catalogue, wait_embedded
 from tests.helpers import running_celery_worker, worker_environment
@@ -55,3 +56,17 @@ def test_pool_processes_and_torch_threads_come_from_the_settings(project, tmp_pa
     assert re.search(r"concurrency: 2 \(prefork\)", text), text[-3000:]
     loaded = re.findall(r"encoder \S+ loaded on cpu with (\d+) torch threads", text)
     assert loaded == ["1", "1"], text[-3000:]
+
+
+def test_a_claim_tops_up_with_what_the_process_encodes_in_half_a_second(monkeypatch):
+    """The top-up follows this process's recent encoding speed, within the configured cap."""
+    monkeypatch.setattr(worker, "_recent", {"texts": 0.0, "seconds": 0.0})
+    assert worker.top_up_size(limit=64) == 0  # nothing encoded yet
+    worker.note_encoding_speed(texts=10, seconds=1.0)  # 10 texts/s: a slow CPU
+    assert worker.top_up_size(limit=64) == 5
+    for _ in range(30):
+        worker.note_encoding_speed(texts=256, seconds=2.0)  # 128 texts/s
+    assert 60 <= worker.top_up_size(limit=4096) <= 64
+    assert worker.top_up_size(limit=16) == 16
+    worker.note_encoding_speed(texts=1, seconds=0.05)  # a free-text query counts as one text
+    assert 60 <= worker.top_up_size(limit=4096) <= 64
