@@ -183,7 +183,8 @@ ORDER BY id
 FOR UPDATE SKIP LOCKED"""
 
 # Pending items beyond a task's own ids, oldest first, that no other worker holds. The
-# candidates are read from the small partial index of outdated rows and capped, so a
+# candidates are read from the partial index `item_embedding_outdated` (the subquery's
+# condition is its predicate, so the planner can use it) and capped, so a
 # task never scans a table-wide backlog that is not its to take (a bulk run's items are
 # outdated too, but the bulk run embeds them: the needs-embedding rule leaves them out).
 _TOP_UP = f"""
@@ -205,11 +206,14 @@ CREATE TEMP TABLE IF NOT EXISTS embedding_staging (
     id bigint NOT NULL, content_hash text NOT NULL, embedding vector NOT NULL
 ) ON COMMIT DELETE ROWS"""
 _COPY_STAGING = "COPY embedding_staging (id, content_hash, embedding) FROM STDIN (FORMAT BINARY)"
+# The write takes the staged rows out as it reads them: a caller's outer transaction may
+# stage and write again before the commit empties the table.
 _WRITE = """
+WITH s AS (DELETE FROM embedding_staging RETURNING id, content_hash, embedding)
 UPDATE embeddings_item AS i
 SET embedding = s.embedding, embedded_hash = s.content_hash,
     embedding_model = %(model)s, embedded_at = now()
-FROM embedding_staging AS s
+FROM s
 WHERE i.id = s.id AND i.content_hash = s.content_hash"""
 
 # The oid of pgvector's `vector` type, per connection (an extension's type has a different
@@ -251,10 +255,7 @@ def write_vectors(
         for row in zip(ids, hashes, vectors.astype(np.float32, copy=False), strict=True):
             copy.write_row(row)
     cursor.execute(_WRITE, {"model": model})
-    written = cursor.rowcount
-    # Emptied at commit anyway, but a caller's outer transaction may write again first.
-    cursor.execute("DELETE FROM embedding_staging")
-    return written
+    return cursor.rowcount
 
 
 def embed_items(
@@ -267,11 +268,12 @@ def embed_items(
     the connection if this process dies, so the sweep can hand them to another.
 
     A batch that the task's own ids leave short is topped up with other pending items,
-    oldest first, at most `top_up` of them. Under a steady trickle each commit sends a task of a few ids; when the
-    workers fall behind, the tasks they pick up find the backlog's items in their claims
-    and encode them in batches big enough to amortise a transaction and sort by length,
-    and the tasks that sent those items find them done. The workers catch up instead of
-    falling further behind at the cost per item of the smallest batches.
+    oldest first, at most `top_up` of them. Under a steady trickle each commit sends a
+    task of a few ids; when the workers fall behind, the tasks they pick up find the
+    backlog's items in their claims and encode them in batches big enough to amortise a
+    transaction and sort by length, and the tasks that sent those items find them done.
+    The workers catch up instead of falling further behind at the cost per item of the
+    smallest batches.
     """
     started = time.perf_counter()
     result = EmbedResult()
@@ -343,7 +345,7 @@ def _encode_claimed(
     """
     rows = own + extra
     try:
-        return rows, encode([embedding_input(row[2], row[3]) for row in rows])
+        return rows, encode(_encoder_inputs(rows))
     except Exception:
         if not extra:
             raise
@@ -352,7 +354,11 @@ def _encode_claimed(
             len(rows),
             len(own),
         )
-    return own, encode([embedding_input(row[2], row[3]) for row in own])
+    return own, encode(_encoder_inputs(own))
+
+
+def _encoder_inputs(rows: _Claimed) -> list[str]:
+    return [embedding_input(title, text) for _, _, title, text, _ in rows]
 
 
 def _record_computed(per_project: Counter[int]) -> None:
