@@ -31,6 +31,11 @@ EF_SEARCH_MAX = 1000
 # twice k and keeping the best k lifts recall@10 from 0.91 to 0.94 on the 10% filter of
 # bench/vector.py, at about twice the time of a filtered query.
 FILTERED_CANDIDATES_PER_K = 2
+# Candidates beyond k, so that items tied at the k-th place go to the smaller external id
+# as the outer ORDER BY says: the index returns tied items in the order of its graph,
+# which changes with every build, and identical texts give identical vectors. Ties
+# longer than this stay in index order.
+TIE_CANDIDATES = 10
 LIST_LIMIT_MAX = 100
 
 
@@ -225,7 +230,7 @@ def nearest_items(
         "model": model,
         "vector": Vector(vector.astype(np.float32)).to_text(),
         "k": k,
-        "candidates": k * FILTERED_CANDIDATES_PER_K if where else k,
+        "candidates": max(k * FILTERED_CANDIDATES_PER_K if where else k, k + TIE_CANDIDATES),
         "exclude": list(exclude),
     }
     matching = sql.SQL(_MATCHING).format(filters=_filters(where, params))

@@ -291,7 +291,11 @@ def test_selective_filter_falls_back_to_an_exact_answer(project):
         cursor.execute("SET LOCAL enable_sort = off")
         # As on a large table: the scan stops after this many tuples.
         cursor.execute("SET LOCAL hnsw.max_scan_tuples = 50")
-    query = vectors[0]
+    # The query points away from the three matches, so the scan, which walks outwards from
+    # the query, stops long before it reaches them whatever the graph (a query among random
+    # vectors sometimes met all three within the limit, and then the index answer was whole).
+    query = -vectors[rare].sum(axis=0)
+    query /= np.linalg.norm(query)
     found = nearest_items(
         project_id=project.pk,
         vector=query,
@@ -302,6 +306,33 @@ def test_selective_filter_falls_back_to_an_exact_answer(project):
     assert found.exact
     assert found.matched == int(rare.sum()) == 3
     assert [r.external_id for r in found.results] == _exact(vectors, query, rare, 10)
+
+
+def test_items_tied_at_the_kth_place_go_to_the_smaller_external_ids(project):
+    """Identical texts give identical vectors: among items tied at the k-th place the
+    answer keeps the smallest external ids, not whichever the index's graph meets first."""
+    rng = np.random.default_rng(9)
+    vectors = _random_catalogue(project, 300, rng)
+    duplicate = vectors[0]
+    # Twelve copies of item r-0's vector, stored in an order unrelated to their ids.
+    copies = [f"d-{n:02d}" for n in rng.permutation(12)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """INSERT INTO embeddings_item (project_id, external_id, title, text, attributes,
+                   content_hash, embedding, embedded_hash, embedding_model, embedded_at,
+                   created_at, updated_at)
+               SELECT %s, n, n, '', '{}', 'h', %s::vector, 'h', %s, now(), now(), now()
+               FROM unnest(%s::text[]) AS n""",
+            [project.pk, "[" + ",".join(map(str, duplicate)) + "]", model_name(), copies],
+        )
+        # As on a large table: the HNSW scan, whose order among ties is its graph's.
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_sort = off")
+    found = nearest_items(
+        project_id=project.pk, vector=duplicate, k=6, model=model_name(), exclude=["r-0"]
+    )
+    assert [r.external_id for r in found.results] == [f"d-{n:02d}" for n in range(6)]
+    assert [r.score for r in found.results] == pytest.approx([1.0] * 6, abs=1e-6)
 
 
 def test_search_query_counts_do_not_grow_with_k(client, key, catalogue, django_assert_num_queries):
