@@ -2,6 +2,7 @@
 
 import logging
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn, TextIO
@@ -13,34 +14,59 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 BATCH_LOGGER = "analytics.services.points"
 
 
-class _FinalLine:
-    """A stream for a bar whose output is not a terminal: keep only the bar's last state and
-    write it once, as a plain line, when the bar ends (tqdm then writes its newline)."""
+class _PlainLines:
+    """A stream for a bar whose output is not a terminal (`make run > log 2>&1`): the bar's
+    redraws, each after a carriage return, would pile up in the log. Instead its state
+    is written as a plain line at most once every `every` seconds while it runs, and its
+    final state always, so an hour-long `reembed` logs where it is once a minute and a quick
+    import one line."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, every: float) -> None:
         self.stream = stream
-        self.last = ""
+        self.every = every
+        self.last = ""  # the newest state not written yet
+        self.written = ""
+        self.written_at = time.monotonic()
 
     def write(self, text: str) -> int:
         for part in text.split("\r"):
             if "\n" in part:
-                self.stream.write(self.last.strip() + "\n")
-                self.last = ""
-            elif part.strip():
-                self.last = part
+                if self.last:
+                    self._line(self.last)
+            elif part.strip() and _done(part) != _done(self.written):
+                # (Closing redraws the last state with a newer rate: not worth a line.)
+                self.last = part.strip()
+                if time.monotonic() - self.written_at >= self.every:
+                    self._line(self.last)
         return len(text)
+
+    def _line(self, state: str) -> None:
+        self.stream.write(state + "\n")
+        self.last, self.written = "", state
+        self.written_at = time.monotonic()
 
     def flush(self) -> None:
         self.stream.flush()
 
 
+def _done(state: str) -> str:
+    """Return a bar's state without its times and rate (`x: 45%|###| 9/20 [00:10<00:12, …]`)."""
+    return state.strip().rsplit(" [", 1)[0]
+
+
 def progress_bar(
-    *, total: int, unit: str, desc: str, verbosity: int, stream: TextIO | None = None
+    *,
+    total: int,
+    unit: str,
+    desc: str,
+    verbosity: int,
+    stream: TextIO | None = None,
+    line_every: float = 60.0,
 ) -> "tqdm[NoReturn]":
     """Return a progress bar on stderr (stdout keeps only the command's result); none at -v 0.
 
-    When stderr is not a terminal (`make run > log 2>&1`) the bar's redraws, each a
-    carriage return, would pile up as hundreds of lines: only its final line is written.
+    When stderr is not a terminal the bar writes plain lines instead of redraws: its state
+    at most once every `line_every` seconds, and its final state.
     """
     stream = stream or sys.stderr
     terminal = stream.isatty()
@@ -50,12 +76,13 @@ def progress_bar(
         unit_scale=True,
         unit_divisor=1024 if unit == "B" else 1000,
         desc=desc,
-        file=stream if terminal else _FinalLine(stream),
+        file=stream if terminal else _PlainLines(stream, line_every),
         disable=verbosity == 0,
         dynamic_ncols=terminal,
         ncols=None if terminal else 100,
-        # Redraws nobody sees are not worth their time.
-        mininterval=0.1 if terminal else 60.0,
+        # Redraws nobody sees are not worth their time. (tqdm's monitor thread may redraw
+        # more often than this: the lines keep their own clock as well.)
+        mininterval=0.1 if terminal else line_every,
     )
 
 

@@ -62,3 +62,17 @@ def test_progress_bar_writes_one_line_when_not_a_terminal():
     with progress_bar(total=10, unit="rows", desc="x", verbosity=1, stream=terminal) as bar:
         bar.update(10)
     assert "\r" in terminal.getvalue()
+
+
+def test_a_long_bar_not_on_a_terminal_writes_a_line_per_interval():
+    """A run longer than the interval logs where it is as it goes, one plain line per state
+    (here every redraw: the interval is 0), and its final state once."""
+    log = io.StringIO()
+    with progress_bar(
+        total=3, unit="item", desc="x", verbosity=1, stream=log, line_every=0.0
+    ) as bar:
+        for _ in range(3):
+            bar.update(1)
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue()
+    assert [line.split("|")[0].split()[-1] for line in lines] == ["0%", "33%", "67%", "100%"]
