@@ -374,13 +374,13 @@ def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
 
     say(f"==> incremental path: {args.incremental_items:,} items of one project")
     incremental_s, _ = reembed(
-        "--force", "--project", small.slug, "--path", "incremental", "--inline", "-v", "0"
+        "--force", "--project", small.slug, "--path", "incremental", "--inline", "-v", "1"
     )
 
     say(f"==> bulk path: all {args.items:,} items, searching project {large.slug} meanwhile")
     searcher = Searcher(large.pk, args.search_every)
     searcher.start()
-    bulk_s, printed = reembed("--force", "--path", "bulk", "--inline", "-v", "0")
+    bulk_s, printed = reembed("--force", "--path", "bulk", "--inline", "-v", "1")
     time.sleep(args.search_every * 4)  # a few searches after the run, on the new index
     searcher.stop.set()
     searcher.join()

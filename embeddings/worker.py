@@ -15,6 +15,7 @@ import numpy as np
 from celery.signals import celeryd_after_setup, worker_process_init
 from django.conf import settings
 
+from analytics.settings.machine import usable_cores
 from embeddings.active_model import model_name as model_name
 from embeddings.constants import EMBEDDING_DIMENSIONS
 
@@ -35,7 +36,8 @@ _recent = {"texts": 0.0, "seconds": 0.0}
 
 _lock = threading.Lock()
 _encoder: "SentenceEncoder | None" = None
-# Set in the worker's parent before the pool forks; the children inherit it.
+# Set in a Celery worker's parent before the pool forks; the children inherit them.
+_in_worker = False
 _consumes_embeddings = False
 
 
@@ -51,10 +53,9 @@ def get_encoder() -> "SentenceEncoder":
 
             from embeddings.encoder import load_encoder
 
-            # After the fork, in the child: pool processes x threads must not exceed the
-            # cores (settings size both). The count is process-wide: threads that start
-            # computing later (the task's, after this preload thread) take it up too.
-            torch.set_num_threads(settings.EMBEDDINGS_TORCH_THREADS)
+            # The count is process-wide: threads that start computing later (the task's,
+            # after this preload thread) take it up too.
+            torch.set_num_threads(torch_threads())
             started = time.perf_counter()
             _encoder = load_encoder(
                 settings.EMBEDDINGS_MODEL_DIR or None,
@@ -70,6 +71,19 @@ def get_encoder() -> "SentenceEncoder":
                 time.perf_counter() - started,
             )
     return _encoder
+
+
+def torch_threads() -> int:
+    """Return the torch threads for this process's encoder.
+
+    In a worker, after the fork, in the child: pool processes x threads must not exceed the
+    cores, and the settings size both. Any other process that encodes (`reembed --inline`,
+    a shell, a benchmark) is the only one computing and gets every usable core: with the
+    pool's share it ran `reembed --inline` at half speed on 2 cores.
+    """
+    if _in_worker:
+        return int(settings.EMBEDDINGS_TORCH_THREADS)
+    return usable_cores()
 
 
 def encode_texts(texts: list[str]) -> np.ndarray:
@@ -102,8 +116,10 @@ def top_up_size(*, limit: int) -> int:
 
 @celeryd_after_setup.connect
 def _note_queues(sender: object = None, instance: Any = None, **_: object) -> None:
-    """Remember, in the parent, whether this worker serves the embeddings queue."""
-    global _consumes_embeddings
+    """Remember, in the parent, that this process is a worker and whether it serves the
+    embeddings queue."""
+    global _in_worker, _consumes_embeddings
+    _in_worker = True
     queues = getattr(getattr(instance, "app", None), "amqp", None)
     names = set(queues.queues.consume_from) if queues is not None else set()
     _consumes_embeddings = EMBEDDINGS_QUEUE in names

@@ -1,6 +1,7 @@
 """Embedding workers started as `make run` starts them: the settings size the pool and torch."""
 
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -70,3 +71,26 @@ def test_a_claim_tops_up_with_what_the_process_encodes_in_half_a_second(monkeypa
     assert worker.top_up_size(limit=16) == 16
     worker.note_encoding_speed(texts=1, seconds=0.05)  # a free-text query counts as one text
     assert 60 <= worker.top_up_size(limit=4096) <= 64
+
+
+def test_a_process_outside_a_worker_encodes_with_every_core():
+    """`reembed --inline` (or a shell) is the only process computing: its encoder gets every
+    usable core, not a pool process's share (EMBEDDINGS_TORCH_THREADS is per pool process)."""
+    env = worker_environment()
+    env.update(
+        EMBEDDINGS_WORKER_CONCURRENCY="2", EMBEDDINGS_TORCH_THREADS="1", EMBEDDINGS_DEVICE="cpu"
+    )
+    script = (
+        "import django; django.setup()\n"
+        "import torch\n"
+        "from analytics.settings.machine import usable_cores\n"
+        "from embeddings.worker import encode_texts\n"
+        "assert encode_texts(['a kettle']).shape == (1, 384)\n"
+        "print(torch.get_num_threads(), usable_cores())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    threads, cores = map(int, done.stdout.split())
+    assert threads == cores
