@@ -1,5 +1,7 @@
 """Similar items and search by example over vectors of known geometry (pgvector, HNSW)."""
 
+import json
+
 import numpy as np
 import pytest
 from django.contrib.auth.models import User
@@ -224,23 +226,33 @@ def _random_catalogue(project, count, rng):
     """Store `count` items with random unit vectors and 10 categories; return the vectors."""
     vectors = rng.normal(size=(count, 384)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    _store_embedded(
+        project,
+        [f"r-{n}" for n in range(count)],
+        vectors,
+        [{"category": f"c{n % 10}", "rare": n % 500 == 7} for n in range(count)],
+    )
+    return vectors
+
+
+def _store_embedded(project, external_ids, vectors, attributes):
+    """Insert items already embedded with the served model: one vector and attributes each."""
     with connection.cursor() as cursor:
         cursor.execute(
             """INSERT INTO embeddings_item (project_id, external_id, title, text, attributes,
                    content_hash, embedding, embedded_hash, embedding_model, embedded_at,
                    created_at, updated_at)
-               SELECT %s, 'r-' || n, 'Random ' || n, '', jsonb_build_object('category', 'c' || n %% 10,
-                      'rare', n %% 500 = 7), 'h', v::vector, 'h', %s, now(), now(), now()
-               FROM unnest(%s::int[], %s::text[]) AS u(n, v)""",
+               SELECT %s, n, n, '', a::jsonb, 'h', v::vector, 'h', %s, now(), now(), now()
+               FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(n, v, a)""",
             [
                 project.pk,
                 model_name(),
-                list(range(count)),
+                list(external_ids),
                 ["[" + ",".join(map(str, row)) + "]" for row in vectors],
+                [json.dumps(value) for value in attributes],
             ],
         )
         cursor.execute("ANALYZE embeddings_item")
-    return vectors
 
 
 def _exact(vectors, query, mask, k):
@@ -316,15 +328,8 @@ def test_items_tied_at_the_kth_place_go_to_the_smaller_external_ids(project):
     duplicate = vectors[0]
     # Twelve copies of item r-0's vector, stored in an order unrelated to their ids.
     copies = [f"d-{n:02d}" for n in rng.permutation(12)]
+    _store_embedded(project, copies, [duplicate] * len(copies), [{}] * len(copies))
     with connection.cursor() as cursor:
-        cursor.execute(
-            """INSERT INTO embeddings_item (project_id, external_id, title, text, attributes,
-                   content_hash, embedding, embedded_hash, embedding_model, embedded_at,
-                   created_at, updated_at)
-               SELECT %s, n, n, '', '{}', 'h', %s::vector, 'h', %s, now(), now(), now()
-               FROM unnest(%s::text[]) AS n""",
-            [project.pk, "[" + ",".join(map(str, duplicate)) + "]", model_name(), copies],
-        )
         # As on a large table: the HNSW scan, whose order among ties is its graph's.
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute("SET LOCAL enable_sort = off")
