@@ -29,8 +29,9 @@ moment its request was sent to the first poll (every 0.05 s) that sees its curre
 After the last load (`--write-check` N, default 1000), N vectors are rewritten per write path
 with the HNSW index present: as text through unnest (the old write), by binary COPY on one
 connection, and on two at once. Progress goes to stderr; stdout gets one JSON object with
-everything measured (each run with the CPU milliseconds per item of every part, the write
-check, the trickle's delays), then, last, exactly
+everything measured (each run with the CPU milliseconds per item of every part and the share
+of the machine's CPU time the host stole meanwhile, the write check, the trickle's delays),
+then, last, exactly
 {"items", "pipeline_items_per_s", "bare_texts_per_s", "ratio", "workers", "threads_per_worker"}.
 """
 
@@ -287,6 +288,24 @@ def cpu_snapshot(stack: "Stack", conn: psycopg.Connection[Any]) -> dict[str, flo
     return totals
 
 
+def machine_ticks() -> tuple[int, int]:
+    """Return (all, stolen) CPU ticks of this machine so far, from /proc/stat.
+
+    Stolen ticks are those the hypervisor gave to other guests while this one wanted the
+    CPU: on a shared host they slow every figure here without showing in any process.
+    """
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    # user nice system idle iowait irq softirq steal; guest time is already inside user.
+    ticks = [int(field) for field in fields[:8]]
+    return sum(ticks), ticks[7] if len(ticks) == 8 else 0
+
+
+def steal_percent(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Return the share of this machine's CPU time that the host took between two readings."""
+    total = after[0] - before[0]
+    return round(100 * (after[1] - before[1]) / total, 1) if total > 0 else 0.0
+
+
 def cpu_per_item(before: dict[str, float], after: dict[str, float], items: int) -> dict[str, float]:
     """Return CPU milliseconds per item of each part between two snapshots."""
     return {name: round(1000 * (after[name] - before.get(name, 0.0)) / items, 2) for name in after}
@@ -325,8 +344,9 @@ def count_pending(conn: psycopg.Connection[Any], project_id: int, model: str) ->
 
 def measure_pipeline(
     stack: Stack, key: str, project_id: int, items: list[dict[str, Any]], args: argparse.Namespace
-) -> tuple[float, dict[str, float]]:
-    """Return items/s from the first POST to the poll that sees every item's vector, and CPU ms/item."""
+) -> tuple[float, dict[str, float], float]:
+    """Return items/s from the first POST to the poll that sees every item's vector, CPU ms
+    per item, and the percentage of the machine's CPU time the host took meanwhile."""
     from embeddings.active_model import model_name
 
     model = model_name()
@@ -343,7 +363,7 @@ def measure_pipeline(
 
     with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
         poster = threading.Thread(target=post_all, name="poster", daemon=True)
-        cpu_before = cpu_snapshot(stack, conn)
+        cpu_before, ticks_before = cpu_snapshot(stack, conn), machine_ticks()
         started = time.monotonic()
         poster.start()
         next_progress = started + PROGRESS_EVERY_S
@@ -369,33 +389,35 @@ def measure_pipeline(
         elapsed = time.monotonic() - started
         poster.join()
         cpu = cpu_per_item(cpu_before, cpu_snapshot(stack, conn), len(items))
+        steal = steal_percent(ticks_before, machine_ticks())
     rate = len(items) / elapsed
     say(f"==> pipeline: {len(items):,} items in {elapsed:.1f} s: {rate:,.1f} items/s")
-    say(f"    CPU ms per item: {cpu}")
-    return rate, cpu
+    say(f"    CPU ms per item: {cpu}; stolen by the host: {steal} %")
+    return rate, cpu, steal
 
 
-def measure_bare(texts: list[str]) -> tuple[float, float]:
+def measure_bare(texts: list[str]) -> tuple[float, float, float]:
     """Return texts/s of the encoder in this process, all cores, one call (after a warm-up),
-    and the CPU milliseconds it used per text."""
+    the CPU milliseconds it used per text, and the percentage the host took meanwhile."""
     import torch
 
     from embeddings.encoder import load_encoder
 
     encoder = load_encoder()
     encoder.encode(texts[:256])
-    cpu = os.times()
+    cpu, ticks_before = os.times(), machine_ticks()
     started = time.perf_counter()
     encoder.encode(texts)
     elapsed = time.perf_counter() - started
     after = os.times()
+    steal = steal_percent(ticks_before, machine_ticks())
     rate = len(texts) / elapsed
     used = 1000 * (after.user + after.system - cpu.user - cpu.system) / len(texts)
     say(
         f"==> bare encoder ({torch.get_num_threads()} torch threads): {rate:,.1f} texts/s,"
-        f" {used:.2f} CPU ms per text"
+        f" {used:.2f} CPU ms per text; stolen by the host: {steal} %"
     )
-    return rate, used
+    return rate, used, steal
 
 
 def describe_texts(texts: list[str]) -> None:
@@ -470,7 +492,7 @@ def measure_trickle(
         f" AND external_id = ANY(%s) AND NOT {needs_embedding_sql(model='%s', state_only=True)}"
     )
     with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
-        cpu_before = cpu_snapshot(stack, conn)
+        cpu_before, ticks_before = cpu_snapshot(stack, conn), machine_ticks()
         while True:
             if failure:
                 raise failure[0]
@@ -500,8 +522,9 @@ def measure_trickle(
                 break  # the pipeline did not keep up: the stragglers count as still waiting
             time.sleep(TRICKLE_POLL_S)
         cpu = cpu_per_item(cpu_before, cpu_snapshot(stack, conn), len(state.sent))
+        steal = steal_percent(ticks_before, machine_ticks())
     end = time.monotonic()
-    say(f"    CPU ms per item: {cpu}")
+    say(f"    CPU ms per item: {cpu}; stolen by the host: {steal} %")
     counted = [
         state.seen.get(external_id, end) - at
         for external_id, at in state.sent.items()
@@ -514,6 +537,7 @@ def measure_trickle(
         "p95": round(cuts[94], 3),
         "max": round(max(counted), 3),
         "unfinished": unfinished,
+        "steal_pct": steal,
     }
     if unfinished:
         say(f"==> {unfinished} trickle items had no vector {TRICKLE_GRACE_S:g} s after the last")
@@ -670,11 +694,15 @@ def run(args: argparse.Namespace, workdir: Path, stack_holder: list[Stack]) -> d
             empty_items()
             # Alternate the order, so a busy spell of a shared machine is shared out.
             if number % 2:
-                bare, bare_cpu = measure_bare(texts)
-                pipeline, cpu = measure_pipeline(stack, keys[PROJECT], ids[PROJECT], items, args)
+                bare, bare_cpu, bare_steal = measure_bare(texts)
+                pipeline, cpu, steal = measure_pipeline(
+                    stack, keys[PROJECT], ids[PROJECT], items, args
+                )
             else:
-                pipeline, cpu = measure_pipeline(stack, keys[PROJECT], ids[PROJECT], items, args)
-                bare, bare_cpu = measure_bare(texts)
+                pipeline, cpu, steal = measure_pipeline(
+                    stack, keys[PROJECT], ids[PROJECT], items, args
+                )
+                bare, bare_cpu, bare_steal = measure_bare(texts)
             runs.append(
                 {
                     "pipeline": round(pipeline, 1),
@@ -685,6 +713,9 @@ def run(args: argparse.Namespace, workdir: Path, stack_holder: list[Stack]) -> d
                     "bare_cpu_ms_per_text": round(bare_cpu, 2),
                     "ratio": round(pipeline / bare, 3),
                     "cpu_ms_per_item": cpu,
+                    # A run where the host took much more from one side than from the other
+                    # measured the neighbours, not the code.
+                    "steal_pct": {"pipeline": steal, "bare": bare_steal},
                 }
             )
             say(f"==> run {number}: ratio {pipeline / bare:.3f}")
@@ -716,6 +747,7 @@ def run(args: argparse.Namespace, workdir: Path, stack_holder: list[Stack]) -> d
                 "trickle_p95_s": trickle["p95"],
                 "trickle_max_s": trickle["max"],
                 "trickle_unfinished": trickle["unfinished"],
+                "trickle_steal_pct": trickle["steal_pct"],
             }
         )
     return figures
