@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 
 from embeddings.encoder.batches import (
-    CPU_BATCHING,
     CUDA_BATCHING,
     Batch,
+    cpu_batching,
     load_tokenizer,
     make_batches,
     prefetched,
@@ -102,7 +102,7 @@ class SentenceEncoder:
         self.dimensions = spec.hidden_size
         self.device = device
         self.dtype = dtype
-        self.batching = CUDA_BATCHING if device.type == "cuda" else CPU_BATCHING
+        self.batching = CUDA_BATCHING if device.type == "cuda" else cpu_batching(dtype)
 
     def __repr__(self) -> str:
         return f"SentenceEncoder({self.model_name!r}, device={self.device}, dtype={self.dtype})"

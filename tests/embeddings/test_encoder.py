@@ -24,7 +24,7 @@ from safetensors import safe_open
 from sentence_transformers import SentenceTransformer
 
 from embeddings.encoder import SentenceEncoder, default_model_dir, load_encoder
-from embeddings.encoder.batches import prefetched
+from embeddings.encoder.batches import cpu_batching, prefetched
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 MODEL_DIR = Path(os.environ.get("EMBEDDINGS_MODEL_DIR") or default_model_dir())
@@ -165,6 +165,14 @@ def test_rows_follow_input_order_whatever_the_batching(fp32_encoder: SentenceEnc
     for batch_size in (None, 1, 3, 16, 1000):
         vectors = fp32_encoder.encode([TEXTS[i] for i in order], batch_size=batch_size)
         assert cosines(vectors, baseline[order]).min() >= 0.99999, batch_size
+
+
+def test_cpu_batches_hold_the_same_bytes_of_activations_in_any_dtype() -> None:
+    """fp32 batches hold half the tokens of bf16 ones (bench/cpu_batches.py measured why)."""
+    fp32 = load_encoder(device="cpu", dtype="fp32").batching
+    bf16 = load_encoder(device="cpu", dtype="bf16").batching
+    assert (bf16.batch_tokens, fp32.batch_tokens) == (2048, 1024)
+    assert replace(fp32, batch_tokens=2048) == bf16 == cpu_batching(torch.bfloat16)
 
 
 def test_chunked_prefetched_batches_give_the_same_vectors(fp32_encoder: SentenceEncoder) -> None:
