@@ -30,6 +30,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "analytics.settings.local")
 
+from analytics.settings.machine import usable_cores  # noqa: E402
+
 
 def child(args: argparse.Namespace) -> None:
     """Encode the texts at every budget for every round; print one JSON line of figures."""
@@ -68,7 +70,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--budgets", default="512,1024,2048", help="tokens per batch, commas")
     parser.add_argument("--dtype", default="fp32", help="fp32 or bf16 (the encoder's dtypes)")
-    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--processes", type=int, default=usable_cores(), help="default: one per usable core"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--texts", type=int, default=600, help="texts per encode call")
     parser.add_argument("--rounds", type=int, default=6)
