@@ -42,14 +42,13 @@ def child(args: argparse.Namespace) -> None:
     from pipeline import encoder_inputs, make_items
 
     from embeddings.encoder import load_encoder
-    from embeddings.encoder.batches import cpu_batching
 
     torch.set_num_threads(args.threads)
     encoder = load_encoder(dtype=args.dtype)
     budgets = [int(budget) for budget in args.budgets.split(",")]
     texts = encoder_inputs(make_items(args.texts, seed=args.seed))
     encoder.encode(texts[:64])  # warm-up
-    base = cpu_batching(encoder.dtype)
+    base = encoder.batching  # the default for this dtype; each budget replaces its tokens
     figures: dict[int, list[float]] = {budget: [] for budget in budgets}
     for number in range(args.rounds):
         for budget in budgets if number % 2 == 0 else budgets[::-1]:
@@ -88,10 +87,9 @@ def main() -> None:
         file=sys.stderr,
         flush=True,
     )
-    passed = [arg for arg in sys.argv[1:] if arg != "--child"]
     children = [
         subprocess.Popen(
-            [sys.executable, __file__, *passed, "--child", "--seed", str(7 + number)],
+            [sys.executable, __file__, *sys.argv[1:], "--child", "--seed", str(7 + number)],
             stdout=subprocess.PIPE,
             text=True,
         )

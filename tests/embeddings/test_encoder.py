@@ -167,9 +167,11 @@ def test_rows_follow_input_order_whatever_the_batching(fp32_encoder: SentenceEnc
         assert cosines(vectors, baseline[order]).min() >= 0.99999, batch_size
 
 
-def test_cpu_batches_hold_the_same_bytes_of_activations_in_any_dtype() -> None:
+def test_cpu_batches_hold_the_same_bytes_of_activations_in_any_dtype(
+    fp32_encoder: SentenceEncoder,
+) -> None:
     """fp32 batches hold half the tokens of bf16 ones (bench/cpu_batches.py measured why)."""
-    fp32 = load_encoder(device="cpu", dtype="fp32").batching
+    fp32 = fp32_encoder.batching
     bf16 = load_encoder(device="cpu", dtype="bf16").batching
     assert (bf16.batch_tokens, fp32.batch_tokens) == (2048, 1024)
     assert replace(fp32, batch_tokens=2048) == bf16 == cpu_batching(torch.bfloat16)
