@@ -1,4 +1,8 @@
-"""Texts to padded batches of token ids: length-sorted so padding is rare, optionally prefetched."""
+"""Texts to padded batches of token ids for a GPU: length-sorted so padding is rare, prefetched.
+
+Also the pieces every batching shares: the batching policy, tokenizing, chunks. The CPU
+packs its batches instead (packing.py).
+"""
 
 import itertools
 import queue
@@ -26,18 +30,16 @@ class Batching:
     max_batch: int  # texts per batch, whatever their length
     prefetch: int  # batches prepared ahead by a background thread (0: none, inline)
     pin: bool  # put ids and masks in pinned memory, for asynchronous copies to a GPU
-    # A text joins a batch cut by the token budget only while its length is at least this
-    # share of the batch's longest: a call of a few texts of very different lengths then
-    # computes several small batches instead of padding short texts to the longest one.
+    # Packed CPU batches (packing.py): a text joins an attention group only while its length
+    # is at least this share of the group's longest, so a call of texts of very different
+    # lengths attends in a few small blocks instead of padding short texts to the longest.
     min_fill: float = 0.0
 
 
-# CPU: batches of ~2k bf16 tokens (half as many in fp32, `cpu_batching`) keep activations in
-# cache with GEMMs as efficient as bigger ones;
-# both cores compute, so a tokenizing thread would only take time from them. A batch costs
-# a few milliseconds of its own, about what ten padded tokens cost, so a text shorter than
-# half the longest of its batch is better in the next one (embedding workers encode claims
-# of a few hundred texts, a trickle's tasks only a few).
+# CPU: packed batches of ~2k bf16 tokens (half as many in fp32, `cpu_batching`) keep
+# activations in cache with GEMMs as efficient as bigger ones; both cores compute, so a
+# tokenizing thread would only take time from them. Padding is computed only in attention,
+# in groups of texts of at least half the longest one's length.
 CPU_BATCHING = Batching(
     chunk_texts=65536,
     first_chunk=65536,
@@ -111,7 +113,7 @@ def tokenize(
     return flat, lengths
 
 
-def _chunks(total: int, batching: Batching) -> Iterator[tuple[int, int]]:
+def chunk_bounds(total: int, batching: Batching) -> Iterator[tuple[int, int]]:
     start, size = 0, batching.first_chunk
     while start < total:
         yield start, min(start + size, total)
@@ -132,7 +134,7 @@ def make_batches(
 
     A batch holds `batch_size` texts when given, else as many as fit in the token budget.
     """
-    for chunk_start, chunk_stop in _chunks(len(texts), batching):
+    for chunk_start, chunk_stop in chunk_bounds(len(texts), batching):
         flat, lengths = tokenize(tokenizer, texts[chunk_start:chunk_stop], lower=lower)
         offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
         order = np.argsort(-lengths, kind="stable")
@@ -141,10 +143,6 @@ def make_batches(
             width = int(lengths[order[start]])  # the longest text of the batch comes first
             size = batch_size or min(batching.max_batch, max(1, batching.batch_tokens // width))
             chosen = order[start : start + size]
-            if batch_size is None and batching.min_fill:
-                # Lengths fall along `chosen`: keep the texts down to min_fill of the longest.
-                fits = np.searchsorted(-lengths[chosen], -batching.min_fill * width, side="right")
-                chosen = chosen[: max(1, int(fits))]
             start += len(chosen)
             counts = lengths[chosen]
             columns = np.arange(width)

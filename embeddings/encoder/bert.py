@@ -1,6 +1,7 @@
 """The BERT forward pass in plain PyTorch, from safetensors weights, with sentence pooling."""
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -8,9 +9,11 @@ import torch.nn.functional as F
 from safetensors import safe_open
 
 from embeddings.encoder.files import ModelSpec
+from embeddings.encoder.packing import AttentionGroup, PackedBatch
 
 WEIGHTS_FILE = "model.safetensors"
-# Longest (padded) batch, in tokens, whose bf16 attention runs as plain products on the CPU.
+# Longest (padded) attention block, in tokens, whose bf16 attention runs as plain products on
+# the CPU.
 PLAIN_ATTENTION_MAX_LENGTH = 64
 
 
@@ -99,23 +102,57 @@ class Bert:
         `mask` is True on real tokens and False on padding; None means there is no padding,
         which spares the attention every masking step.
         """
-        length = ids.shape[1]
-        hidden = (self.spec.hidden_size,)
-        eps = self.spec.layer_norm_eps
-        x = F.embedding(ids, self.word_embeddings) + self.position_embeddings[:length]
-        x = F.layer_norm(x, hidden, self.embed_ln_weight, self.embed_ln_bias, eps)
+        x = self._embed(ids, self.position_embeddings[: ids.shape[1]])
         # True where a key may be attended to, broadcast over heads and queries.
         keep = None if mask is None else mask[:, None, None, :]
+        x = self._layers(x, lambda qkv: self._attention(qkv, keep))
+        return self._pool(x, mask)
+
+    def packed(self, batch: PackedBatch) -> torch.Tensor:
+        """Return pooled fp32 vectors (not normalised) of a packed batch, one per text.
+
+        Every step but attention computes the batch's real tokens only, as one matrix.
+        """
+        x = self._embed(batch.ids, self.position_embeddings[batch.token_positions])
+        x = self._layers(x, lambda qkv: self._packed_attention(qkv, batch.groups))
+        return self._pool_packed(x, batch)
+
+    def _embed(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        x = F.embedding(ids, self.word_embeddings) + positions
+        hidden = (self.spec.hidden_size,)
+        return F.layer_norm(
+            x, hidden, self.embed_ln_weight, self.embed_ln_bias, self.spec.layer_norm_eps
+        )
+
+    def _layers(
+        self, x: torch.Tensor, attend: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
+        """Run the transformer layers on `x`; `attend` turns fused QKV projections into context."""
+        hidden = (self.spec.hidden_size,)
+        eps = self.spec.layer_norm_eps
         for layer in self.layers:
             qkv = F.linear(x, layer.qkv_weight, layer.qkv_bias)
-            attended = F.linear(self._attention(qkv, keep), layer.out_weight, layer.out_bias)
+            attended = F.linear(attend(qkv), layer.out_weight, layer.out_bias)
             attended += x
             x = F.layer_norm(attended, hidden, layer.ln1_weight, layer.ln1_bias, eps)
             up = self._activation(F.linear(x, layer.up_weight, layer.up_bias))
             down = F.linear(up, layer.down_weight, layer.down_bias)
             down += x
             x = F.layer_norm(down, hidden, layer.ln2_weight, layer.ln2_bias, eps)
-        return self._pool(x, mask)
+        return x
+
+    def _packed_attention(
+        self, qkv: torch.Tensor, groups: tuple[AttentionGroup, ...]
+    ) -> torch.Tensor:
+        """Return the (tokens, hidden) context of packed (tokens, 3 * hidden) projections."""
+        contexts = []
+        for group in groups:
+            rows = qkv[group.start : group.stop] if group.cells is None else qkv[group.cells]
+            keep = None if group.mask is None else group.mask[:, None, None, :]
+            context = self._attention(rows.view(group.texts, group.width, -1), keep)
+            # Boolean indexing reads the real cells text by text: the packed order.
+            contexts.append(context.flatten(0, 1) if group.mask is None else context[group.mask])
+        return contexts[0] if len(contexts) == 1 else torch.cat(contexts)
 
     def _attention(self, qkv: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
         """Return the attention context of fused (batch, length, 3 * hidden) projections."""
@@ -153,3 +190,16 @@ class Bert:
         # Multiplying by 0/1 is exact in any dtype; the sum accumulates in fp32.
         summed = torch.sum(x * mask[:, :, None].to(x.dtype), dim=1, dtype=torch.float32)
         return summed / mask.sum(dim=1, keepdim=True).to(torch.float32)
+
+    def _pool_packed(self, x: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
+        texts = (len(batch.lengths), x.shape[1])
+        if self.spec.pooling == "cls":
+            return x[batch.lengths.cumsum(0) - batch.lengths].float()
+        if self.spec.pooling == "max":
+            index = batch.text_of_token[:, None].expand(x.shape)
+            pooled = torch.empty(texts, dtype=torch.float32)
+            return pooled.scatter_reduce_(0, index, x.float(), "amax", include_self=False)
+        summed = torch.zeros(texts, dtype=torch.float32).index_add_(
+            0, batch.text_of_token, x.float()
+        )
+        return summed / batch.lengths[:, None].to(torch.float32)

@@ -21,6 +21,7 @@ from embeddings.encoder.batches import (
 )
 from embeddings.encoder.bert import WEIGHTS_FILE, Bert, load_weights
 from embeddings.encoder.files import default_model_dir, read_model_spec
+from embeddings.encoder.packing import make_packed_batches
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +123,28 @@ class SentenceEncoder:
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
         if not texts:
             return out
+        if self.device.type == "cuda":
+            self._encode_on_gpu(texts, out, batch_size=batch_size)
+            return out
+        # The CPU computes real tokens only (embeddings/encoder/packing.py); a GPU is kept
+        # busy by big regular blocks, and packing there is not measured.
+        packed = make_packed_batches(
+            texts,
+            tokenizer=self.tokenizer,
+            lower=self.spec.do_lower_case,
+            batching=self.batching,
+            batch_size=batch_size,
+        )
+        if self.batching.prefetch:
+            packed = prefetched(packed, depth=self.batching.prefetch)
+        with closing(packed), torch.inference_mode():
+            for batch in packed:
+                out[batch.positions] = F.normalize(self.bert.packed(batch), dim=-1).numpy()
+        return out
+
+    def _encode_on_gpu(
+        self, texts: Sequence[str], out: NDArray[np.float32], *, batch_size: int | None
+    ) -> None:
         batches = make_batches(
             texts,
             tokenizer=self.tokenizer,
@@ -133,18 +156,11 @@ class SentenceEncoder:
         if self.batching.prefetch:
             batches = prefetched(batches, depth=self.batching.prefetch)
         # closing(): on an error the prefetching thread stops now, not when garbage is collected.
-        with closing(batches), torch.inference_mode():
-            if self.device.type == "cuda":
-                # Events and pinned copies follow the current device: make it the encoder's.
-                with torch.cuda.device(self.device):
-                    self._encode_on_gpu(batches, out)
-            else:
-                for batch in batches:
-                    vectors = F.normalize(self.bert(batch.ids, batch.mask), dim=-1)
-                    out[batch.positions] = vectors.numpy()
-        return out
+        # Events and pinned copies follow the current device: make it the encoder's.
+        with closing(batches), torch.inference_mode(), torch.cuda.device(self.device):
+            self._queue_on_gpu(batches, out)
 
-    def _encode_on_gpu(self, batches: Iterator[Batch], out: NDArray[np.float32]) -> None:
+    def _queue_on_gpu(self, batches: Iterator[Batch], out: NDArray[np.float32]) -> None:
         """Queue batches on the GPU without waiting for it, except for results a few batches old."""
         in_flight: deque[tuple[NDArray[np.int64], torch.Tensor, torch.cuda.Event]] = deque()
         for batch in batches:
