@@ -30,9 +30,10 @@ class Batching:
     max_batch: int  # texts per batch, whatever their length
     prefetch: int  # batches prepared ahead by a background thread (0: none, inline)
     pin: bool  # put ids and masks in pinned memory, for asynchronous copies to a GPU
-    # Packed CPU batches (packing.py): a text joins an attention group only while its length
-    # is at least this share of the group's longest, so a call of texts of very different
-    # lengths attends in a few small blocks instead of padding short texts to the longest.
+    # A text joins an attention group of a packed batch (packing.py; a padded batch: the
+    # batch) only while its length is at least this share of the longest, so a call of texts
+    # of very different lengths attends in a few small blocks instead of padding short texts
+    # to the longest one.
     min_fill: float = 0.0
 
 
@@ -143,6 +144,10 @@ def make_batches(
             width = int(lengths[order[start]])  # the longest text of the batch comes first
             size = batch_size or min(batching.max_batch, max(1, batching.batch_tokens // width))
             chosen = order[start : start + size]
+            if batch_size is None and batching.min_fill:
+                # Lengths fall along `chosen`: keep the texts down to min_fill of the longest.
+                fits = np.searchsorted(-lengths[chosen], -batching.min_fill * width, side="right")
+                chosen = chosen[: max(1, int(fits))]
             start += len(chosen)
             counts = lengths[chosen]
             columns = np.arange(width)
