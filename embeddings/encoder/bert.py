@@ -192,14 +192,14 @@ class Bert:
         return summed / mask.sum(dim=1, keepdim=True).to(torch.float32)
 
     def _pool_packed(self, x: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
-        texts = (len(batch.lengths), x.shape[1])
+        shape = (len(batch.lengths), x.shape[1])  # one fp32 row per text
         if self.spec.pooling == "cls":
             return x[batch.lengths.cumsum(0) - batch.lengths].float()
         if self.spec.pooling == "max":
             index = batch.text_of_token[:, None].expand(x.shape)
-            pooled = torch.empty(texts, dtype=torch.float32)
+            pooled = torch.empty(shape, dtype=torch.float32)
             return pooled.scatter_reduce_(0, index, x.float(), "amax", include_self=False)
-        summed = torch.zeros(texts, dtype=torch.float32).index_add_(
+        summed = torch.zeros(shape, dtype=torch.float32).index_add_(
             0, batch.text_of_token, x.float()
         )
         return summed / batch.lengths[:, None].to(torch.float32)

@@ -4,9 +4,9 @@ Only attention mixes the tokens of a text; embeddings, the projections, layer no
 feed-forward work token by token. A packed batch therefore lays its texts' tokens end to end,
 one row each, and those steps compute real tokens only. Attention runs per group of texts of
 similar length, gathered into a padded block for the kernel and scattered back. Padding then
-costs only in attention (about a tenth of the work), where a padded batch paid it in every
-product: 11 % of the tokens of 256-text calls and 16-20 % of 10- to 100-text calls on the
-pipeline benchmark's texts.
+costs only in attention (a small share of the arithmetic), where a padded batch paid it in every
+product: 10 % of the tokens of 256-text calls and 15-18 % of 10- to 100-text calls on the
+pipeline benchmark's texts (bench/packing.py).
 """
 
 from collections.abc import Generator, Sequence
