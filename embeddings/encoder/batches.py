@@ -114,12 +114,50 @@ def tokenize(
     return flat, lengths
 
 
-def chunk_bounds(total: int, batching: Batching) -> Iterator[tuple[int, int]]:
+def _chunk_bounds(total: int, batching: Batching) -> Iterator[tuple[int, int]]:
     start, size = 0, batching.first_chunk
     while start < total:
         yield start, min(start + size, total)
         start += size
         size = min(size * 2, batching.chunk_texts)
+
+
+@dataclass(frozen=True)
+class TokenizedChunk:
+    """Some consecutive texts of the input, tokenized, and their order longest first."""
+
+    start: int  # index of the chunk's first text in the input
+    flat: NDArray[np.int32]  # token ids of the chunk's texts end to end
+    lengths: NDArray[np.int64]
+    offsets: NDArray[np.int64]  # each text's first token in `flat`
+    order: NDArray[np.int64]  # the chunk's texts, longest first (stable)
+
+
+def tokenized_chunks(
+    texts: Sequence[str], *, tokenizer: Tokenizer, lower: bool, batching: Batching
+) -> Generator[TokenizedChunk, None, None]:
+    """Yield the texts in chunks of `batching`'s sizes, each tokenized and length-sorted."""
+    for start, stop in _chunk_bounds(len(texts), batching):
+        flat, lengths = tokenize(tokenizer, texts[start:stop], lower=lower)
+        offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        yield TokenizedChunk(start, flat, lengths, offsets, np.argsort(-lengths, kind="stable"))
+
+
+def within_fill(counts: NDArray[np.int64], min_fill: float) -> int:
+    """Return how many of the falling `counts` have at least `min_fill` of the first (>= 1)."""
+    return max(1, int(np.searchsorted(-counts, -min_fill * counts[0], side="right")))
+
+
+def padded_cells(
+    first: NDArray[np.int64], counts: NDArray[np.int64], width: int
+) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+    """Return each (text, column) cell's token index and whether the cell is a real token.
+
+    Text i's `counts[i]` tokens start at index `first[i]`; padding cells repeat its last one.
+    """
+    columns = np.arange(width)
+    valid = columns[None, :] < counts[:, None]
+    return first[:, None] + np.minimum(columns[None, :], counts[:, None] - 1), valid
 
 
 def make_batches(
@@ -135,31 +173,24 @@ def make_batches(
 
     A batch holds `batch_size` texts when given, else as many as fit in the token budget.
     """
-    for chunk_start, chunk_stop in chunk_bounds(len(texts), batching):
-        flat, lengths = tokenize(tokenizer, texts[chunk_start:chunk_stop], lower=lower)
-        offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-        order = np.argsort(-lengths, kind="stable")
+    for chunk in tokenized_chunks(texts, tokenizer=tokenizer, lower=lower, batching=batching):
+        lengths, order = chunk.lengths, chunk.order
         start = 0
         while start < len(order):
             width = int(lengths[order[start]])  # the longest text of the batch comes first
             size = batch_size or min(batching.max_batch, max(1, batching.batch_tokens // width))
             chosen = order[start : start + size]
             if batch_size is None and batching.min_fill:
-                # Lengths fall along `chosen`: keep the texts down to min_fill of the longest.
-                fits = np.searchsorted(-lengths[chosen], -batching.min_fill * width, side="right")
-                chosen = chosen[: max(1, int(fits))]
+                chosen = chosen[: within_fill(lengths[chosen], batching.min_fill)]
             start += len(chosen)
             counts = lengths[chosen]
-            columns = np.arange(width)
-            valid = columns[None, :] < counts[:, None]
-            # Index of each cell's token in `flat` (padding cells repeat the last one).
-            cells = offsets[chosen][:, None] + np.minimum(columns[None, :], counts[:, None] - 1)
-            ids = torch.from_numpy(np.where(valid, flat[cells], np.int32(pad_id)))
+            cells, valid = padded_cells(chunk.offsets[chosen], counts, width)
+            ids = torch.from_numpy(np.where(valid, chunk.flat[cells], np.int32(pad_id)))
             mask = None if counts[-1] == width else torch.from_numpy(valid)
             if batching.pin:
                 ids = ids.pin_memory()
                 mask = None if mask is None else mask.pin_memory()
-            yield Batch(positions=chosen + chunk_start, ids=ids, mask=mask)
+            yield Batch(positions=chosen + chunk.start, ids=ids, mask=mask)
 
 
 def prefetched(items: Iterator[T], *, depth: int) -> Generator[T, None, None]:

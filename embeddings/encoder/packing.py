@@ -17,7 +17,7 @@ import torch
 from numpy.typing import NDArray
 from tokenizers import Tokenizer
 
-from embeddings.encoder.batches import Batching, chunk_bounds, tokenize
+from embeddings.encoder.batches import Batching, padded_cells, tokenized_chunks, within_fill
 
 
 @dataclass(frozen=True)
@@ -62,10 +62,8 @@ def make_packed_batches(
     attention group of longer texts while it has at least `batching.min_fill` of the
     group's longest length.
     """
-    for chunk_start, chunk_stop in chunk_bounds(len(texts), batching):
-        flat, lengths = tokenize(tokenizer, texts[chunk_start:chunk_stop], lower=lower)
-        offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-        order = np.argsort(-lengths, kind="stable")
+    for chunk in tokenized_chunks(texts, tokenizer=tokenizer, lower=lower, batching=batching):
+        lengths, order = chunk.lengths, chunk.order
         start = 0
         while start < len(order):
             if batch_size:
@@ -76,7 +74,11 @@ def make_packed_batches(
             chosen = order[start : start + size]
             start += len(chosen)
             yield _pack(
-                flat, offsets[chosen], lengths[chosen], batching.min_fill, chosen + chunk_start
+                chunk.flat,
+                chunk.offsets[chosen],
+                lengths[chosen],
+                batching.min_fill,
+                chosen + chunk.start,
             )
 
 
@@ -108,18 +110,13 @@ def _groups(
     first = 0
     while first < len(counts):
         width = int(counts[first])
-        # Lengths fall along the batch: the group keeps the texts down to min_fill of the longest.
-        last = first + max(
-            1, int(np.searchsorted(-counts[first:], -min_fill * width, side="right"))
-        )
+        last = first + within_fill(counts[first:], min_fill)
         group = counts[first:last]
         begin, end = int(starts[first]), int(starts[first]) + int(group.sum())
         if int(group[-1]) == width:
             yield AttentionGroup(begin, end, len(group), width, cells=None, mask=None)
         else:
-            columns = np.arange(width)
-            valid = columns[None, :] < group[:, None]
-            cells = starts[first:last, None] + np.minimum(columns[None, :], group[:, None] - 1)
+            cells, valid = padded_cells(starts[first:last], group, width)
             yield AttentionGroup(
                 begin,
                 end,
